@@ -1,0 +1,1 @@
+"""Superposition replication suite: the library every claim test is built on."""

@@ -1,0 +1,1 @@
+"""Claim records and the report they feed (claims.json, claims.md, index.html, figures/)."""

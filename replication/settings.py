@@ -1,0 +1,64 @@
+"""Run settings shared by every claim: scale, device, seed and where artifacts go.
+
+A *scale* is a named set of configurations (``cpu``: minutes on two CPU cores; ``paper``:
+the papers' own hyper-parameters). Each claim family keeps one table keyed by scale and
+reads it with :func:`for_scale`, so no claim branches on the scale itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+SCALES = ("cpu", "paper")
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_CACHE_DIR = Path(os.environ.get("REPLICATION_CACHE", Path.cwd() / ".cache" / "artifacts"))
+
+T = TypeVar("T")
+
+
+def check_choice(name: str, value: str, accepted: tuple[str, ...] | list[str]) -> str:
+    """Return ``value`` if it is one of ``accepted``, else raise a ValueError naming both."""
+    if value not in accepted:
+        raise ValueError(f"unknown {name} {value!r}; accepted: {', '.join(map(str, accepted))}")
+    return value
+
+
+def for_scale(table: Mapping[str, T], scale: str) -> T:
+    """Pick the configuration of ``scale`` from a per-scale table."""
+    check_choice("scale", scale, tuple(table))
+    return table[scale]
+
+
+def resolve_device(device: str) -> torch.device:
+    """Map ``auto``/``cpu``/``cuda`` to a torch device; ``cuda`` without a GPU is an error."""
+    check_choice("device", device, DEVICES)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use 'cpu' or 'auto'")
+    return torch.device(device)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What one run of the suite was asked for.
+
+    Args:
+        scale: one of :data:`SCALES`.
+        device: the torch device every model trains and runs on.
+        seed: the base seed; every configuration derives its own seed from it.
+        cache_dir: where trained artifacts are cached (safetensors + json).
+        report_dir: where the report and its figures are written.
+    """
+
+    scale: str
+    device: torch.device
+    seed: int
+    cache_dir: Path
+    report_dir: Path
