@@ -1,0 +1,73 @@
+"""Geometry of trained toy models: norms, interference, dimensionality, angles.
+
+All functions take feature directions as the columns of ``W: (..., hidden, feats)`` and work
+on any leading batch of configurations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+REPRESENTED_NORM = 0.5
+
+
+def feature_norms(W: Float[Tensor, "... hidden feats"]) -> Float[Tensor, "... feats"]:
+    """‖W_i‖ for every feature."""
+    return W.norm(dim=-2)
+
+
+def represented(W: Float[Tensor, "... hidden feats"], threshold: float = REPRESENTED_NORM
+                ) -> Bool[Tensor, "... feats"]:
+    """Features whose direction has norm above ``threshold`` (default 0.5, as in the paper)."""
+    return feature_norms(W) > threshold
+
+
+def unit_columns(W: Float[Tensor, "... hidden feats"]) -> Float[Tensor, "... hidden feats"]:
+    """Ŵ_i = W_i/‖W_i‖, with zero columns left at zero."""
+    norms = feature_norms(W).unsqueeze(-2)
+    return torch.where(norms > 0, W / norms.clamp_min(1e-12), torch.zeros_like(W))
+
+
+def projections(W: Float[Tensor, "... hidden feats"]) -> Float[Tensor, "... feats feats"]:
+    """(Ŵ_i · W_j) for every pair: row i projects every feature onto feature i's direction."""
+    return unit_columns(W).transpose(-1, -2) @ W
+
+
+def interference(W: Float[Tensor, "... hidden feats"]) -> Float[Tensor, "... feats"]:
+    """Σ_{j≠i} (Ŵ_i · W_j)²: how much other features leak into feature i's direction."""
+    squared = projections(W) ** 2
+    return squared.sum(-1) - squared.diagonal(dim1=-2, dim2=-1)
+
+
+def dimensionality(vectors: Float[Tensor, "... dim items"]) -> Float[Tensor, "... items"]:
+    """D_i = ‖v_i‖² / Σ_j (v̂_i · v_j)² for the columns v_i; 0 for a zero column.
+
+    Used for features (columns of W) and, in double descent, for training points' hidden vectors.
+    """
+    squared_norm = (vectors**2).sum(-2)
+    total = (projections(vectors) ** 2).sum(-1)
+    return torch.where(total > 0, squared_norm / total.clamp_min(1e-30), torch.zeros_like(total))
+
+
+def dimensions_per_feature(W: Float[Tensor, "... hidden feats"]) -> Float[Tensor, "..."]:
+    """m / ‖W‖_F²: 1 when each represented feature has a dimension of its own."""
+    return W.shape[-2] / (W**2).sum((-2, -1))
+
+
+def pairwise_angles_deg(W: Float[Tensor, "hidden feats"]) -> Float[Tensor, "feats feats"]:
+    """Angles between feature directions, in degrees."""
+    cos = (unit_columns(W).T @ unit_columns(W)).clamp(-1, 1)
+    return torch.rad2deg(torch.arccos(cos))
+
+
+def angular_gaps_deg(W: Float[Tensor, "2 feats"]) -> Float[Tensor, "feats"]:
+    """For features in a 2-D hidden space: the gaps between consecutive directions, sorted by angle."""
+    if W.shape[0] != 2:
+        raise ValueError(f"angular gaps need a 2-D hidden space, got hidden size {W.shape[0]}")
+    angles = torch.sort(torch.atan2(W[1], W[0]) % (2 * math.pi)).values
+    gaps = torch.diff(angles, append=angles[:1] + 2 * math.pi)
+    return torch.rad2deg(gaps)

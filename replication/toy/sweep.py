@@ -1,0 +1,136 @@
+"""A sweep: many toy-model configurations × replicates trained as the instances of one model.
+
+Instances are laid out configuration-major (instance = config * replicates + replicate). After
+training, each instance is scored on one fresh evaluation batch and the best replicate of every
+configuration is kept, as the papers do for the optimisation-prone small models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from replication.cache import ArtifactCache
+from replication.toy.data import SparseFeatureSampler
+from replication.toy.model import ToyModel
+from replication.toy.train import TrainConfig, train
+
+EVAL_BATCH = 16_384
+CACHE_KIND = "toy-sweep"
+
+
+def geometric_importance(n_features: int, decay: float) -> tuple[float, ...]:
+    """Importance I_i = decay**i (decay 1: every feature equally important)."""
+    return tuple(float(decay**i) for i in range(n_features))
+
+
+@dataclass(frozen=True)
+class ToySweep:
+    """The configurations of one batched toy-model run.
+
+    Args:
+        n_features: n, features per input.
+        n_hidden: m, hidden dimensions.
+        feature_probability: one density 1 − S per configuration.
+        importance: one importance vector per configuration, or a single one for all.
+        activation: ``relu`` (ReLU-output model) or ``linear``.
+        replicates: instances trained per configuration; the lowest-loss one is kept.
+        train: optimisation settings.
+        seed: seeds initialisation and data.
+    """
+
+    n_features: int
+    n_hidden: int
+    feature_probability: tuple[float, ...]
+    importance: tuple[tuple[float, ...], ...]
+    activation: str = "relu"
+    replicates: int = 1
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+    def __post_init__(self):
+        if len(self.importance) not in (1, self.n_configs):
+            raise ValueError(f"importance needs 1 or {self.n_configs} rows, got {len(self.importance)}")
+        if any(len(row) != self.n_features for row in self.importance):
+            raise ValueError(f"every importance row needs {self.n_features} values")
+
+    @property
+    def n_configs(self) -> int:
+        return len(self.feature_probability)
+
+    @property
+    def n_instances(self) -> int:
+        return self.n_configs * self.replicates
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def instance_tensors(self, device) -> tuple[Float[Tensor, "inst"], Float[Tensor, "inst feats"]]:
+        """Per-instance feature probability and importance."""
+        p = torch.tensor(self.feature_probability, device=device)
+        importance = torch.tensor(self.importance, device=device).expand(self.n_configs, -1)
+        return (p.repeat_interleave(self.replicates),
+                importance.repeat_interleave(self.replicates, dim=0).contiguous())
+
+
+@dataclass
+class TrainedSweep:
+    """The best replicate of every configuration, and every replicate's final loss.
+
+    Attributes:
+        W: ``(configs, hidden, feats)``; b: ``(configs, feats)``.
+        loss: ``(configs,)`` evaluation loss of the kept replicate.
+        replicate_loss: ``(configs, replicates)`` evaluation loss of every replicate.
+        loss_history: ``(logs, configs, replicates)`` training loss per log interval.
+    """
+
+    config: ToySweep
+    W: Float[Tensor, "configs hidden feats"]
+    b: Float[Tensor, "configs feats"]
+    loss: Float[Tensor, "configs"]
+    replicate_loss: Float[Tensor, "configs replicates"]
+    loss_history: Float[Tensor, "logs configs replicates"]
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {"W": self.W, "b": self.b, "loss": self.loss, "replicate_loss": self.replicate_loss,
+                "loss_history": self.loss_history}
+
+    def model(self) -> ToyModel:
+        """The kept models as one batched :class:`ToyModel` (one instance per configuration)."""
+        return ToyModel.from_tensors(self.W, self.b, self.config.activation)
+
+
+def train_sweep(config: ToySweep, device: torch.device | str = "cpu") -> TrainedSweep:
+    """Train every instance of ``config`` in one loop and keep the best replicate per config."""
+    generator = torch.Generator(device).manual_seed(config.seed)
+    p, importance = config.instance_tensors(device)
+    model = ToyModel(config.n_instances, config.n_features, config.n_hidden, config.activation,
+                     generator=generator, device=device)
+    sampler = SparseFeatureSampler(p, config.n_features, config.train.batch_size, generator)
+    history = train(model, lambda: (sampler(), None), importance, config.train,
+                    description=f"toy n={config.n_features} m={config.n_hidden} ×{config.n_instances}")
+    evaluation = SparseFeatureSampler(p, config.n_features, EVAL_BATCH, generator)()
+    with torch.no_grad():
+        final = model.loss(evaluation, importance).view(config.n_configs, config.replicates)
+    best = final.argmin(1)
+    kept = torch.arange(config.n_configs, device=device) * config.replicates + best
+    return TrainedSweep(
+        config=config,
+        W=model.W.detach()[kept].cpu(),
+        b=model.b.detach()[kept, 0].cpu(),
+        loss=final.gather(1, best[:, None]).squeeze(1).cpu(),
+        replicate_loss=final.cpu(),
+        loss_history=history.view(-1, config.n_configs, config.replicates).cpu(),
+    )
+
+
+def load_or_train_sweep(config: ToySweep, cache: ArtifactCache, device) -> TrainedSweep:
+    """:func:`train_sweep` through the artifact cache: a second run trains nothing."""
+    tensors, _ = cache.get_or_build(
+        CACHE_KIND, config.to_dict(),
+        lambda: (train_sweep(config, device).tensors(), {"n_instances": config.n_instances}),
+    )
+    return TrainedSweep(config=config, **tensors)
