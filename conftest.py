@@ -4,5 +4,6 @@ from pathlib import Path
 
 pytest_plugins = [
     "replication.report.plugin",
+    "pytester",
     *(f"fixtures.{p.stem}" for p in sorted((Path(__file__).parent / "fixtures").glob("[!_]*.py"))),
 ]

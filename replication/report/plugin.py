@@ -7,6 +7,7 @@ Only the controller (or a serial run) writes the report, at the end of the sessi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from replication.report.records import ClaimRecord  # noqa: E402
 from replication.report.writer import write_report  # noqa: E402
@@ -58,7 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
         report_dir=Path(config.getoption("--report-dir")),
     )
     config.stash[settings_key] = settings
-    if not hasattr(config, "workerinput"):  # serial run or xdist controller
+    if hasattr(config, "workerinput"):  # an xdist worker: share the cores, don't oversubscribe
+        workers = int(config.workerinput["workercount"])
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    else:  # serial run or xdist controller
         config.pluginmanager.register(ReportCollector(settings), "replication-report")
 
 

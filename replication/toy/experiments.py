@@ -25,12 +25,13 @@ BASIC = {  # 'Basic results': n=20, m=5, I=0.7^i
 
 
 def dimensionality_densities(count: int) -> tuple[float, ...]:
-    """Densities from 1 to 1/1000, evenly spaced in log(1/(1−S))."""
-    return tuple(float(d) for d in np.logspace(0, -3, count))
+    """Densities from 1 to 0.03, evenly spaced in log(1/(1−S)): the range of the paper's figure,
+    from dedicated dimensions to where every feature is heavily superposed."""
+    return tuple(float(d) for d in np.logspace(0, -1.5, count))
 
 
 DIMENSIONALITY = {  # 'Feature dimensionality': importance 1, many sparsities
-    "cpu": ToySweep(200, 20, dimensionality_densities(16), (geometric_importance(200, 1.0),),
+    "cpu": ToySweep(200, 20, dimensionality_densities(20), (geometric_importance(200, 1.0),),
                     replicates=1, train=TrainConfig(steps=6_000, batch_size=256)),
     "paper": ToySweep(400, 30, dimensionality_densities(40), (geometric_importance(400, 1.0),),
                       replicates=1, train=TrainConfig(steps=50_000, batch_size=1024)),

@@ -13,6 +13,9 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 REPRESENTED_NORM = 0.5
+# Dimensionalities of the uniform polytopes the paper finds features in: dedicated dimension,
+# tetrahedron, triangle, antipodal pair, pentagon, square antiprism.
+GEOMETRY_FRACTIONS = (1.0, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8)
 
 
 def feature_norms(W: Float[Tensor, "... hidden feats"]) -> Float[Tensor, "... feats"]:
@@ -71,3 +74,10 @@ def angular_gaps_deg(W: Float[Tensor, "2 feats"]) -> Float[Tensor, "feats"]:
     angles = torch.sort(torch.atan2(W[1], W[0]) % (2 * math.pi)).values
     gaps = torch.diff(angles, append=angles[:1] + 2 * math.pi)
     return torch.rad2deg(gaps)
+
+
+def near_fraction(D: Float[Tensor, "..."], fractions=GEOMETRY_FRACTIONS, tolerance: float = 0.05
+                  ) -> Bool[Tensor, "..."]:
+    """Whether each dimensionality lies within ``tolerance`` of one of ``fractions``."""
+    distance = (D.unsqueeze(-1) - torch.tensor(fractions, dtype=D.dtype)).abs().min(-1).values
+    return distance <= tolerance

@@ -1,0 +1,57 @@
+"""The 2-feature, 1-dimension phase diagram: closed-form losses and solution classes.
+
+Features x1 (importance 1) and x2 (importance r), each active with probability s and then
+U[0, 1]; one hidden dimension. Expected loss per input, Σ_i I_i (x_i − x'_i)², of the three
+candidate solutions (our derivation, checked by Monte Carlo in tests/):
+
+- W = [1, 0]: x1 passes exactly; x2's output is the constant its bias learns, its mean s/2,
+  costing r·Var(x2) = r(s/3 − s²/4).
+- W = [0, 1]: the mirror image, s/3 − s²/4.
+- W = [1, −1], zero bias: exact when one feature is active; when both are (probability s²)
+  each output loses min(x1, x2), and E[min²] = 1/6, so (1 + r)s²/6.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from jaxtyping import Float
+from torch import Tensor
+
+SOLUTIONS = ("W=[1,0] (feature 2 ignored)", "W=[0,1] (feature 2 only)", "W=[1,-1] (antipodal)")
+OTHER = -1
+
+
+def closed_form_losses(r: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Expected loss per input of each solution in :data:`SOLUTIONS`; shape ``(..., 3)``."""
+    r, s = np.broadcast_arrays(np.asarray(r, float), np.asarray(s, float))
+    dropped = s / 3 - s**2 / 4
+    return np.stack([r * dropped, dropped, (1 + r) * s**2 / 6], axis=-1)
+
+
+def predicted_solution(r: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Index into :data:`SOLUTIONS` of the lowest closed-form loss."""
+    return closed_form_losses(r, s).argmin(-1)
+
+
+def classify(W: Float[Tensor, "... 1 2"], threshold: float = 0.5) -> np.ndarray:
+    """Solution class of trained weights: which features have norm > threshold, and signs.
+
+    Returns indices into :data:`SOLUTIONS`, or :data:`OTHER` for anything else (neither
+    feature, or both with the same sign).
+    """
+    w = W[..., 0, :].detach().cpu().numpy()
+    big = np.abs(w) > threshold
+    result = np.full(w.shape[:-1], OTHER)
+    result[big[..., 0] & ~big[..., 1]] = 0
+    result[~big[..., 0] & big[..., 1]] = 1
+    result[big[..., 0] & big[..., 1] & (w[..., 0] * w[..., 1] < 0)] = 2
+    return result
+
+
+def away_from_boundary(predicted: np.ndarray) -> np.ndarray:
+    """Grid cells whose four neighbours share their predicted class (boundary cells excluded)."""
+    padded = np.pad(predicted, 1, mode="edge")
+    same = np.ones_like(predicted, dtype=bool)
+    for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        same &= padded[dr : dr + predicted.shape[0], dc : dc + predicted.shape[1]] == predicted
+    return same
