@@ -24,6 +24,10 @@ SIGMAS, SLACK = 8.0, 16
 class SparseFeatureSampler:
     """Draws ``x: (inst, batch, feats)`` with entries active independently with ``p[inst]``.
 
+    Dense instances take one uniform per entry. Sparse instances take two uniforms per gap
+    (the gap length and the active value), laid out flat with no padding between instances,
+    and are scattered into one zero buffer.
+
     Args:
         feature_probability: ``(inst,)`` probability that a feature is active (1 − sparsity).
         n_features: features per input.
@@ -47,29 +51,38 @@ class SparseFeatureSampler:
         self.slots = batch_size * n_features
         sparse = p < GAP_SAMPLING_BELOW
         self.dense_idx = (~sparse).nonzero().squeeze(1)
-        self.sparse_idx = sparse.nonzero().squeeze(1)
         self.p_dense = p[self.dense_idx, None]
-        self.log_q_sparse = torch.log1p(-p[self.sparse_idx, None])
-        active = self.slots * p[self.sparse_idx].double()
-        spread = (self.slots * p[self.sparse_idx].double() * (1 - p[self.sparse_idx].double())).sqrt()
-        self.n_gaps = int(math.ceil((active + SIGMAS * spread).max().item())) + SLACK if sparse.any() else 0
+        sparse_idx = sparse.nonzero().squeeze(1)
+        p_sparse = p[sparse_idx].double().cpu()
+        mean, std = self.slots * p_sparse, (self.slots * p_sparse * (1 - p_sparse)).sqrt()
+        n_gaps = (mean + SIGMAS * std).ceil().long() + SLACK  # gaps drawn per sparse instance
+        # Flat gap layout: gap g belongs to sparse instance owner[g].
+        owner = torch.repeat_interleave(torch.arange(len(n_gaps)), n_gaps).to(self.device)
+        self.log_q = torch.log1p(-p[sparse_idx])[owner]  # (gaps,) log(1 − p) of each gap's owner
+        self.first_gap = (torch.cumsum(n_gaps, 0) - n_gaps).to(self.device)  # (sparse inst,)
+        self.owner = owner
+        self.row_offset = (sparse_idx.to(self.device) * self.slots)[owner]  # (gaps,)
 
     def __call__(self) -> Float[Tensor, "inst batch feats"]:
-        x = torch.empty(self.shape[0], self.slots + 1, device=self.device)  # last slot: overflow bin
-        if len(self.dense_idx):
-            u = torch.rand(len(self.dense_idx), self.slots, device=self.device, generator=self.generator)
-            x[self.dense_idx, : self.slots] = torch.where(u < self.p_dense, u / self.p_dense, 0.0)
-        if len(self.sparse_idx):
-            u = torch.rand(2, len(self.sparse_idx), self.n_gaps, device=self.device, generator=self.generator)
-            failures = torch.floor(torch.log1p(-u[0]) / self.log_q_sparse)  # Geometric(p), >= 0
-            position = torch.cumsum(failures + 1, dim=1) - 1
-            position = position.clamp_(max=self.slots).long()  # past the batch -> overflow bin
-            active = torch.zeros(len(self.sparse_idx), self.slots + 1, device=self.device)
-            x[self.sparse_idx] = active.scatter_(1, position, u[1])
-        # Entries are i.i.d., so the buffer is read feature-major: (inst, feats, batch) storage
-        # seen as (inst, batch, feats). ToyModel's matrix products run fastest on that layout.
         n_inst, batch, feats = self.shape
-        return x[:, : self.slots].view(n_inst, feats, batch).transpose(1, 2)
+        flat = torch.zeros(n_inst * self.slots + 1, device=self.device)  # last: overflow bin
+        rows = flat[:-1].view(n_inst, self.slots)
+        if len(self.dense_idx):
+            u = torch.rand(len(self.dense_idx), self.slots, device=self.device,
+                           generator=self.generator)
+            rows.index_copy_(0, self.dense_idx, torch.where(u < self.p_dense, u / self.p_dense, 0.0))
+        if len(self.owner):
+            u = torch.rand(2, len(self.owner), device=self.device, generator=self.generator)
+            failures = torch.floor(torch.log1p(-u[0]) / self.log_q)  # Geometric(p), >= 0
+            steps = failures.clamp_(max=self.slots).long() + 1
+            reached = torch.cumsum(steps, 0)  # global running position, restarted per owner below
+            before = torch.cat([reached.new_zeros(1), reached])[self.first_gap][self.owner]
+            position = reached - before - 1  # slot of each active entry within its instance
+            target = torch.where(position < self.slots, self.row_offset + position, len(flat) - 1)
+            flat.scatter_(0, target, u[1])
+        # Entries are i.i.d., so each row is read feature-major: (inst, feats, batch) storage
+        # seen as (inst, batch, feats). ToyModel's matrix products run fastest on that layout.
+        return rows.view(n_inst, feats, batch).transpose(1, 2)
 
 
 def normalise_rows(x: Float[Tensor, "... feats"]) -> Float[Tensor, "... feats"]:

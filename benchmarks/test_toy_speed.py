@@ -1,0 +1,69 @@
+"""Speed of the toy-model engine against the textbook training loop, on the same work.
+
+The naive reference is the usual einsum model with autograd, ``torch.optim.Adam`` and fresh
+dense ``torch.rand`` data (values and mask) every step. Both train the TMS basic sweep
+(n=20, m=5, seven densities, batch 1024) for the same reduced number of steps in the same run;
+the ratio is reported, never asserted (run with ``--benchmark-enable`` to time it).
+"""
+
+from __future__ import annotations
+
+import time
+
+import einops
+import torch
+
+from replication.toy.experiments import BASIC_DENSITIES
+from replication.toy.sweep import ToySweep, geometric_importance, train_sweep
+from replication.toy.train import TrainConfig
+
+STEPS = 300
+
+
+def naive_training(steps: int, seed: int = 0) -> None:
+    """Textbook loop: autograd through einsums, dense random data drawn twice per step."""
+    torch.manual_seed(seed)
+    n_inst, n, m, batch = len(BASIC_DENSITIES), 20, 5, 1024
+    p = torch.tensor(BASIC_DENSITIES)
+    importance = torch.tensor(geometric_importance(n, 0.7))
+    W = torch.nn.Parameter(torch.nn.init.xavier_normal_(torch.empty(n_inst, m, n)))
+    b = torch.nn.Parameter(torch.zeros(n_inst, n))
+    optimizer = torch.optim.Adam([W, b], lr=1e-3)
+    for _ in range(steps):
+        values = torch.rand(batch, n_inst, n)
+        x = torch.where(torch.rand(batch, n_inst, n) <= p[None, :, None], values, 0.0)
+        h = einops.einsum(W, x, "inst hidden feats, batch inst feats -> batch inst hidden")
+        out = einops.einsum(W, h, "inst hidden feats, batch inst hidden -> batch inst feats")
+        out = torch.relu(out + b)
+        loss = (importance * (x - out) ** 2).sum(-1).mean(0).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def engine_training(steps: int, seed: int = 0) -> None:
+    sweep = ToySweep(20, 5, BASIC_DENSITIES, (geometric_importance(20, 0.7),),
+                     train=TrainConfig(steps=steps, batch_size=1024), seed=seed)
+    train_sweep(sweep)
+
+
+def best_seconds(run, steps: int, rounds: int = 3) -> float:
+    run(10)  # warm-up: allocator, kernels
+    timings = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run(steps)
+        timings.append(time.perf_counter() - start)
+    return min(timings)
+
+
+def test_engine_against_naive_loop(benchmark):
+    naive = best_seconds(naive_training, STEPS)
+    engine = best_seconds(engine_training, STEPS)
+    ratio = naive / engine
+    benchmark.extra_info.update(naive_ms_per_step=1e3 * naive / STEPS,
+                                engine_ms_per_step=1e3 * engine / STEPS, speedup=ratio)
+    print(f"\nTMS basic sweep, {STEPS} steps: naive {1e3 * naive / STEPS:.2f} ms/step, "
+          f"engine {1e3 * engine / STEPS:.2f} ms/step, speed-up {ratio:.1f}x "
+          f"({torch.get_num_threads()} threads)")
+    benchmark.pedantic(engine_training, args=(STEPS,), rounds=1, iterations=1)
