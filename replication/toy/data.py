@@ -61,28 +61,30 @@ class SparseFeatureSampler:
         self.log_q = torch.log1p(-p[sparse_idx])[owner]  # (gaps,) log(1 − p) of each gap's owner
         self.first_gap = (torch.cumsum(n_gaps, 0) - n_gaps).to(self.device)  # (sparse inst,)
         self.owner = owner
-        self.row_offset = (sparse_idx.to(self.device) * self.slots)[owner]  # (gaps,)
+        self.row_offset = (sparse_idx.to(self.device) * (self.slots + 1))[owner]  # (gaps,)
 
     def __call__(self) -> Float[Tensor, "inst batch feats"]:
         n_inst, batch, feats = self.shape
-        flat = torch.zeros(n_inst * self.slots + 1, device=self.device)  # last: overflow bin
-        rows = flat[:-1].view(n_inst, self.slots)
+        # One row per instance, plus an overflow bin at the end of each row for gaps that run
+        # past the batch. (No bool masks here: they cost several times more on CPU.)
+        rows = torch.zeros(n_inst, self.slots + 1, device=self.device)
         if len(self.dense_idx):
             u = torch.rand(len(self.dense_idx), self.slots, device=self.device,
                            generator=self.generator)
-            rows.index_copy_(0, self.dense_idx, torch.where(u < self.p_dense, u / self.p_dense, 0.0))
+            # 1 − u/p > 0 with probability p, and is then uniform on (0, 1].
+            rows[:, : self.slots].index_copy_(0, self.dense_idx,
+                                              u.div_(-self.p_dense).add_(1).clamp_min_(0))
         if len(self.owner):
             u = torch.rand(2, len(self.owner), device=self.device, generator=self.generator)
             failures = torch.floor(torch.log1p(-u[0]) / self.log_q)  # Geometric(p), >= 0
             steps = failures.clamp_(max=self.slots).long() + 1
             reached = torch.cumsum(steps, 0)  # global running position, restarted per owner below
             before = torch.cat([reached.new_zeros(1), reached])[self.first_gap][self.owner]
-            position = reached - before - 1  # slot of each active entry within its instance
-            target = torch.where(position < self.slots, self.row_offset + position, len(flat) - 1)
-            flat.scatter_(0, target, u[1])
+            position = (reached - before - 1).clamp_(max=self.slots)  # slots: the overflow bin
+            rows.view(-1).scatter_(0, self.row_offset + position, u[1])
         # Entries are i.i.d., so each row is read feature-major: (inst, feats, batch) storage
         # seen as (inst, batch, feats). ToyModel's matrix products run fastest on that layout.
-        return rows.view(n_inst, feats, batch).transpose(1, 2)
+        return rows[:, : self.slots].view(n_inst, feats, batch).transpose(1, 2)
 
 
 def normalise_rows(x: Float[Tensor, "... feats"]) -> Float[Tensor, "... feats"]:

@@ -24,16 +24,17 @@ BASIC = {  # 'Basic results': n=20, m=5, I=0.7^i
 }
 
 
-def dimensionality_densities(count: int) -> tuple[float, ...]:
-    """Densities from 1 to 0.03, evenly spaced in log(1/(1−S)): the range of the paper's figure,
-    from dedicated dimensions to where every feature is heavily superposed."""
-    return tuple(float(d) for d in np.logspace(0, -1.5, count))
+def dimensionality_densities(count: int, decades: float) -> tuple[float, ...]:
+    """Densities from 1 down to 10^−decades, evenly spaced in log(1/(1−S))."""
+    return tuple(float(d) for d in np.logspace(0, -decades, count))
 
 
 DIMENSIONALITY = {  # 'Feature dimensionality': importance 1, many sparsities
-    "cpu": ToySweep(200, 20, dimensionality_densities(20), (geometric_importance(200, 1.0),),
+    # cpu: the decade from dedicated dimensions (density 1) through the antipodal plateau
+    # (≈ 0.5–0.25) to where most features share a dimension with several others (0.1).
+    "cpu": ToySweep(200, 20, dimensionality_densities(16, 1.0), (geometric_importance(200, 1.0),),
                     replicates=1, train=TrainConfig(steps=6_000, batch_size=256)),
-    "paper": ToySweep(400, 30, dimensionality_densities(40), (geometric_importance(400, 1.0),),
+    "paper": ToySweep(400, 30, dimensionality_densities(40, 2.0), (geometric_importance(400, 1.0),),
                       replicates=1, train=TrainConfig(steps=50_000, batch_size=1024)),
 }
 

@@ -71,18 +71,22 @@ class ToyModel(nn.Module):
         (as :class:`~replication.toy.data.SparseFeatureSampler` returns it) needs no copy.
         """
         W, x_t = self.W, x.transpose(1, 2)  # x_t: (inst, feats, batch)
+        n_inst, batch, _ = x.shape
         h_t = torch.bmm(W, x_t)  # (inst, hidden, batch)
         pre_t = torch.baddbmm(self.b.transpose(1, 2), W.transpose(1, 2), h_t)
-        residual = (pre_t.clamp_min(0) if self.activation == "relu" else pre_t) - x_t
-        weighted = residual * importance[:, :, None]
+        # 2·I·w, the factor of the squared error's derivative: (inst, feats, 1 or batch)
         if example_weight is None:
-            weighted *= 1.0 / x.shape[1]
+            factor = importance[:, :, None] * (2.0 / batch)
         else:
-            weighted *= example_weight[:, None, :]
-        loss = (weighted * residual).sum((1, 2))
-        grad_out = weighted.mul_(2.0)  # ∂loss/∂x', (inst, feats, batch)
+            factor = importance[:, :, None] * (2.0 * example_weight[:, None, :])
+        out_t = pre_t.clamp_min(0) if self.activation == "relu" else pre_t
+        residual = out_t - x_t
+        grad_out = residual.mul_(factor)  # ∂loss/∂x' (residual is not needed any more)
+        loss = 0.5 * (grad_out * (out_t - x_t)).sum((1, 2))
         if self.activation == "relu":
-            grad_out.mul_(pre_t > 0)
+            # ∂loss/∂pre: zero where the ReLU is off. sign(ReLU) is that 0/1 mask as floats;
+            # comparisons producing bool tensors are several times slower on CPU.
+            grad_out.mul_(out_t.sign())
         grad_b = grad_out.sum(2).unsqueeze(1)
         grad_W = torch.bmm(h_t, grad_out.transpose(1, 2))  # through the decoder Wᵀ
         grad_h = torch.bmm(W, grad_out)  # (inst, hidden, batch)
