@@ -1,0 +1,96 @@
+"""The ReLU-output toy model's closed-form loss and gradients on packed, sparse training sets.
+
+Same model and loss as :class:`~replication.toy.model.ToyModel` (h = W x, x' = ReLU(Wᵀh + b),
+Σ_points w Σ_feats I (x − x')²), computed so that the 99%-zero inputs cost only their non-zero
+entries. With r = ReLU(Wᵀh + b), the live mask r > 0 and E = (r − x)·[r > 0]:
+
+* the encoder h = W x and its gradient Wᵀ-side, ∂L/∂W[:, f] += Σ (∂L/∂h) x_f, are sums over
+  the non-zero entries of x;
+* the dense work is three batched products per chunk group: r = [h; 1]ᵀ[W; b] (ReLU'd),
+  M = r (I ∘ [W; b])ᵀ and [h; 1] diag(w) r, the decoder-and-bias gradient. Every term with x
+  is a correction at the non-zero entries;
+* the loss needs no extra pass over r: Σ_f I_f r_f² = Σ_f I_f r_f (Wᵀh + b)_f = [h; 1] · M.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from replication.double_descent.packing import PackedSets
+from replication.settings import check_choice
+from replication.toy.model import ToyModel
+
+
+class PackedToyModel(ToyModel):
+    """A ReLU-output :class:`ToyModel` whose training batches are :class:`PackedSets`.
+
+    ``forward``, ``hidden`` and ``loss`` take dense inputs as in the base class (evaluation);
+    :meth:`loss_and_grads` takes the packed training sets, so ``replication.toy.train.train``
+    drives it unchanged with a batch source returning ``(packed_sets, None)``.
+    """
+
+    def __init__(self, n_instances: int, n_features: int, n_hidden: int, activation: str = "relu",
+                 generator: torch.Generator | None = None, device: torch.device | str = "cpu"):
+        check_choice("activation of a packed toy model", activation, ("relu",))
+        super().__init__(n_instances, n_features, n_hidden, activation, generator, device)
+
+    @torch.no_grad()
+    def loss_and_grads(
+        self, x: PackedSets, importance: Float[Tensor, "inst feats"],
+        example_weight: None = None,
+    ) -> tuple[Float[Tensor, " inst"], Float[Tensor, "inst hidden feats"],
+               Float[Tensor, "inst 1 feats"]]:
+        """Loss per instance and its gradients with respect to W and b (closed form).
+
+        The example weights are the packed sets' own (1/T per point, 0 on padding).
+        """
+        if example_weight is not None:
+            raise ValueError("packed training sets carry their own example weights; pass None")
+        n_inst, m, n = self.W.shape
+        C, value = x.chunk_size, x.entry_value
+        decoder = torch.cat([self.W, self.b], 1)  # (inst, m+1, feats): [W; b]
+        owner_decoder = decoder[x.chunk_instance]  # (chunks, m+1, feats)
+        owner_decoder_imp = (decoder * importance[:, None, :])[x.chunk_instance]
+        entry_w = self.W.transpose(1, 2).reshape(n_inst * n, m)[x.entry_row]  # (nnz, m)
+        entry_imp = importance.reshape(-1)[x.entry_row]
+        weight = x.slot_weight.view(-1)  # (slots,)
+
+        h1 = torch.zeros(x.n_slots, m + 1, device=self.W.device)  # [h; 1] per slot
+        h1[:, :m].index_add_(0, x.entry_slot, entry_w * value[:, None])
+        h1[:, m] = 1.0
+        weighted_h1 = (h1 * weight[:, None]).view(-1, C, m + 1).transpose(1, 2)
+
+        M = torch.empty_like(h1)  # Σ_f I_f r_f [W; b]_f per slot
+        chunk_grad = torch.empty_like(owner_decoder)  # [h; 1] diag(w) r per chunk
+        r_entry = torch.empty_like(value)  # r at the non-zero entries of x
+        for c0, c1, e0, e1 in x.groups:  # cache-sized groups of chunks, not a loop over T
+            h1_g = h1[c0 * C:c1 * C].view(-1, C, m + 1)
+            r = torch.bmm(h1_g, owner_decoder[c0:c1]).clamp_min_(0)  # (chunks, C, feats)
+            M_g = M[c0 * C:c1 * C].view(-1, C, m + 1)
+            torch.bmm(r, owner_decoder_imp[c0:c1].transpose(1, 2), out=M_g)
+            torch.bmm(weighted_h1[c0:c1], r, out=chunk_grad[c0:c1])
+            r_entry[e0:e1] = r.view(-1)[x.entry_in_group[e0:e1]]
+
+        live = torch.where(r_entry > 0, value, 0.0)  # x · [r > 0] at the entries
+        entry_weight = x.entry_weight * entry_imp
+
+        # Loss: Σ w Σ_f I_f r_f² − 2 Σ_entries w I r x + Σ_entries w I x².
+        loss = torch.zeros(n_inst, device=self.W.device)
+        loss.index_add_(0, x.chunk_instance, (weight * (M * h1).sum(1)).view(-1, C).sum(1))
+        loss.index_add_(0, x.entry_instance, entry_weight * value * (value - 2 * r_entry))
+
+        # ∂L/∂h = 2 w W (I ∘ E): the dense part from M, minus the x part at the entries.
+        x_part = torch.zeros(x.n_slots, m, device=self.W.device)
+        x_part.index_add_(0, x.entry_slot, entry_w * (entry_imp * live)[:, None])
+        grad_h = (M[:, :m] - x_part).mul_(2 * weight[:, None])
+        # ∂L/∂[W; b] = 2 I ∘ ([h; 1] diag(w) Eᵀ) from the decoder, + (∂L/∂h) xᵀ from the encoder.
+        at_entries = torch.cat([h1, grad_h], 1)[x.entry_slot]  # (nnz, 2m+1)
+        sparse_grad = at_entries[:, :m + 1] * (-2 * entry_weight * live)[:, None]
+        sparse_grad[:, :m] += at_entries[:, m + 1:] * value[:, None]
+        grad = torch.zeros_like(decoder).index_add_(0, x.chunk_instance, chunk_grad)
+        grad.mul_(2 * importance[:, None, :])
+        grad += torch.zeros(n_inst * n, m + 1, device=self.W.device).index_add_(
+            0, x.entry_row, sparse_grad).view(n_inst, n, m + 1).transpose(1, 2)
+        return loss, grad[:, :m].contiguous(), grad[:, m:].contiguous()

@@ -1,0 +1,161 @@
+"""One batched training run over every training-set size T, and what the claims read from it.
+
+Instances are laid out configuration-major (instance = T index · replicates + replicate); the
+replicates of a T share its training set and differ in initialisation. After training, the
+replicate with the lowest training loss is kept per T, as the paper does, and scored on one
+fresh test set shared by every T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from replication.cache import ArtifactCache
+from replication.double_descent.data import draw_points
+from replication.double_descent.metrics import (
+    column_dimensionality,
+    held_out_losses,
+    hidden_vectors,
+    padded,
+)
+from replication.double_descent.model import PackedToyModel
+from replication.double_descent.packing import pack
+from replication.toy.train import TrainConfig, train
+
+CACHE_KIND = "double-descent"
+DD_TRAIN = TrainConfig(steps=50_000, lr=1e-3, optimizer="adamw", weight_decay=1e-2,
+                       schedule="warmup_cosine", warmup_steps=2_500)
+
+
+@dataclass(frozen=True)
+class DoubleDescentSweep:
+    """A sweep over training-set sizes T with fixed training sets.
+
+    Args:
+        n_features: n, features per input.
+        n_hidden: m, hidden dimensions.
+        feature_probability: 1 − S, probability that a feature is active.
+        train_sizes: the T of each configuration.
+        replicates: instances per T (same training set, different initialisation); the one
+            with the lowest training loss is kept.
+        train: optimisation settings (full batch: ``batch_size`` is unused).
+        test_size: points in the held-out test set shared by every T.
+        chunk_size: slots per chunk of the packed layout (speed only; it fixes the float
+            summation order, so it belongs to the configuration).
+        seed: seeds initialisation, training sets and test set.
+    """
+
+    n_features: int
+    n_hidden: int
+    feature_probability: float
+    train_sizes: tuple[int, ...]
+    replicates: int
+    train: TrainConfig = field(default_factory=lambda: DD_TRAIN)
+    test_size: int = 10_000
+    chunk_size: int = 128
+    seed: int = 0
+
+    @property
+    def n_instances(self) -> int:
+        return len(self.train_sizes) * self.replicates
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainedDoubleDescent:
+    """The kept model of every T and what was measured on it.
+
+    Attributes:
+        W: ``(configs, hidden, feats)``; b: ``(configs, feats)``.
+        hidden: ``(Σ T, hidden)`` training points' hidden vectors under their T's kept model.
+        train_loss: ``(configs, replicates)`` final training loss of every replicate
+            (mean over points and features).
+        test_loss: ``(configs,)`` test loss of the kept model (mean over points and features).
+        zero_loss: ``()`` test loss of the all-zero predictor on the same test set.
+        loss_history: ``(logs, configs, replicates)`` training loss per log interval.
+    """
+
+    config: DoubleDescentSweep
+    W: Float[Tensor, "configs hidden feats"]
+    b: Float[Tensor, "configs feats"]
+    hidden: Float[Tensor, "points hidden"]
+    train_loss: Float[Tensor, "configs replicates"]
+    test_loss: Float[Tensor, " configs"]
+    zero_loss: Float[Tensor, ""]
+    loss_history: Float[Tensor, "logs configs replicates"]
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {k: getattr(self, k) for k in
+                ("W", "b", "hidden", "train_loss", "test_loss", "zero_loss", "loss_history")}
+
+    @property
+    def sizes(self) -> torch.Tensor:
+        return torch.tensor(self.config.train_sizes)
+
+    @property
+    def kept_train_loss(self) -> Float[Tensor, " configs"]:
+        return self.train_loss.min(1).values
+
+    @property
+    def test_over_zero(self) -> Float[Tensor, " configs"]:
+        """Test loss in units of the all-zero predictor's (above 1: worse than predicting 0)."""
+        return self.test_loss / self.zero_loss
+
+    @property
+    def weight_norm(self) -> Float[Tensor, " configs"]:
+        """‖W‖_F of the kept model."""
+        return self.W.norm(dim=(1, 2))
+
+    def data_dimensionality(self) -> Float[Tensor, "configs max_points"]:
+        """D_X of every training point, zero-padded past each T."""
+        return column_dimensionality(padded(self.hidden, self.sizes))
+
+    def feature_dimensionality(self) -> Float[Tensor, "configs feats"]:
+        """D_i of every feature of the kept models."""
+        return column_dimensionality(self.W)
+
+
+def train_double_descent(config: DoubleDescentSweep, device: torch.device | str = "cpu"
+                         ) -> TrainedDoubleDescent:
+    """Train every (T, replicate) instance in one loop; keep the best replicate per T."""
+    generator = torch.Generator(device).manual_seed(config.seed)
+    n, sizes = config.n_features, config.train_sizes
+    model = PackedToyModel(config.n_instances, n, config.n_hidden, generator=generator,
+                           device=device)
+    points = draw_points(sum(sizes), n, config.feature_probability, generator)
+    test = draw_points(config.test_size, n, config.feature_probability, generator)
+    packed = pack(points, sizes, config.replicates, config.chunk_size)
+    importance = torch.full((config.n_instances, n), 1.0 / n, device=device)
+    history = train(model, lambda: (packed, None), importance, config.train,
+                    description=f"double descent n={n} m={config.n_hidden} ×{config.n_instances}")
+    final, _, _ = model.loss_and_grads(packed, importance)
+    final = final.view(len(sizes), config.replicates)
+    kept = torch.arange(len(sizes), device=device) * config.replicates + final.argmin(1)
+    best = PackedToyModel.from_tensors(model.W.detach()[kept], model.b.detach()[kept], "relu")
+    test_loss, zero_loss = held_out_losses(best, test)
+    return TrainedDoubleDescent(
+        config=config,
+        W=best.W.detach().cpu(),
+        b=best.b.detach()[:, 0].cpu(),
+        hidden=hidden_vectors(best.W.detach(), points, torch.tensor(sizes, device=device)).cpu(),
+        train_loss=final.cpu(),
+        test_loss=test_loss.cpu(),
+        zero_loss=zero_loss.cpu(),
+        loss_history=history.view(-1, len(sizes), config.replicates).cpu(),
+    )
+
+
+def load_or_train(config: DoubleDescentSweep, cache: ArtifactCache, device) -> TrainedDoubleDescent:
+    """:func:`train_double_descent` through the artifact cache: a second run trains nothing."""
+    tensors, _ = cache.get_or_build(
+        CACHE_KIND, config.to_dict(),
+        lambda: (train_double_descent(config, device).tensors(),
+                 {"n_instances": config.n_instances}),
+    )
+    return TrainedDoubleDescent(config=config, **tensors)
