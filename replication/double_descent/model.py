@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from replication.double_descent.packing import PackedSets
+from replication.double_descent.packing import PackedSets, with_values
 from replication.settings import check_choice
 from replication.toy.model import ToyModel
 
@@ -53,44 +53,41 @@ class PackedToyModel(ToyModel):
         decoder = torch.cat([self.W, self.b], 1)  # (inst, m+1, feats): [W; b]
         owner_decoder = decoder[x.chunk_instance]  # (chunks, m+1, feats)
         owner_decoder_imp = (decoder * importance[:, None, :])[x.chunk_instance]
-        entry_w = self.W.transpose(1, 2).reshape(n_inst * n, m)[x.entry_row]  # (nnz, m)
-        entry_imp = importance.reshape(-1)[x.entry_row]
+        w_rows = self.W.transpose(1, 2).reshape(n_inst * n, m)  # W[k, :, f] at row k·n + f
         weight = x.slot_weight.view(-1)  # (slots,)
 
-        h1 = torch.zeros(x.n_slots, m + 1, device=self.W.device)  # [h; 1] per slot
-        h1[:, :m].index_add_(0, x.entry_slot, entry_w * value[:, None])
-        h1[:, m] = 1.0
+        h1 = torch.cat([x.inputs @ w_rows, torch.ones_like(weight)[:, None]], 1)  # [h; 1]
         weighted_h1 = (h1 * weight[:, None]).view(-1, C, m + 1).transpose(1, 2)
 
-        M = torch.empty_like(h1)  # Σ_f I_f r_f [W; b]_f per slot
+        # Σ_f I_f [W; b]_f r_f per slot, laid out (chunks, m+1, C)
+        M_t = torch.empty(len(owner_decoder), m + 1, C, device=self.W.device)
         chunk_grad = torch.empty_like(owner_decoder)  # [h; 1] diag(w) r per chunk
         r_entry = torch.empty_like(value)  # r at the non-zero entries of x
         for c0, c1, e0, e1 in x.groups:  # cache-sized groups of chunks, not a loop over T
             h1_g = h1[c0 * C:c1 * C].view(-1, C, m + 1)
             r = torch.bmm(h1_g, owner_decoder[c0:c1]).clamp_min_(0)  # (chunks, C, feats)
-            M_g = M[c0 * C:c1 * C].view(-1, C, m + 1)
-            torch.bmm(r, owner_decoder_imp[c0:c1].transpose(1, 2), out=M_g)
+            torch.bmm(owner_decoder_imp[c0:c1], r.transpose(1, 2), out=M_t[c0:c1])
             torch.bmm(weighted_h1[c0:c1], r, out=chunk_grad[c0:c1])
             r_entry[e0:e1] = r.view(-1)[x.entry_in_group[e0:e1]]
+        M = M_t.transpose(1, 2).reshape(-1, m + 1)  # (slots, m+1)
 
-        live = torch.where(r_entry > 0, value, 0.0)  # x · [r > 0] at the entries
-        entry_weight = x.entry_weight * entry_imp
+        entry_imp = importance.reshape(-1)[x.entry_row]
+        live_imp = torch.where(r_entry > 0, entry_imp, 0.0)  # I · [r > 0] at the entries
 
         # Loss: Σ w Σ_f I_f r_f² − 2 Σ_entries w I r x + Σ_entries w I x².
         loss = torch.zeros(n_inst, device=self.W.device)
         loss.index_add_(0, x.chunk_instance, (weight * (M * h1).sum(1)).view(-1, C).sum(1))
-        loss.index_add_(0, x.entry_instance, entry_weight * value * (value - 2 * r_entry))
+        loss.index_add_(0, x.entry_instance,
+                        x.entry_weight * entry_imp * value * (value - 2 * r_entry))
 
         # ∂L/∂h = 2 w W (I ∘ E): the dense part from M, minus the x part at the entries.
-        x_part = torch.zeros(x.n_slots, m, device=self.W.device)
-        x_part.index_add_(0, x.entry_slot, entry_w * (entry_imp * live)[:, None])
-        grad_h = (M[:, :m] - x_part).mul_(2 * weight[:, None])
+        grad_h = M[:, :m] - with_values(x.inputs, value * live_imp) @ w_rows
+        grad_h.mul_(2 * weight[:, None])
         # ∂L/∂[W; b] = 2 I ∘ ([h; 1] diag(w) Eᵀ) from the decoder, + (∂L/∂h) xᵀ from the encoder.
-        at_entries = torch.cat([h1, grad_h], 1)[x.entry_slot]  # (nnz, 2m+1)
-        sparse_grad = at_entries[:, :m + 1] * (-2 * entry_weight * live)[:, None]
-        sparse_grad[:, :m] += at_entries[:, m + 1:] * value[:, None]
+        decoder_x_part = -2 * x.entry_weight * value * live_imp
+        sparse_grad = with_values(x.inputs_t, decoder_x_part[x.transposed_order]) @ h1
+        sparse_grad[:, :m] += x.inputs_t @ grad_h
         grad = torch.zeros_like(decoder).index_add_(0, x.chunk_instance, chunk_grad)
         grad.mul_(2 * importance[:, None, :])
-        grad += torch.zeros(n_inst * n, m + 1, device=self.W.device).index_add_(
-            0, x.entry_row, sparse_grad).view(n_inst, n, m + 1).transpose(1, 2)
+        grad += sparse_grad.view(n_inst, n, m + 1).transpose(1, 2)
         return loss, grad[:, :m].contiguous(), grad[:, m:].contiguous()

@@ -13,6 +13,7 @@ processed in groups whose dense (chunks × C × features) outputs fit a memory b
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,15 +33,20 @@ GROUP_ELEMENTS = {"cpu": 1 << 20, "cuda": 1 << 27}
 class PackedSets:
     """Fixed training sets, one per instance, packed into chunks of ``chunk_size`` slots.
 
+    The non-zero input entries appear twice as sparse CSR matrices: ``inputs`` (slots ×
+    instances·features), whose product with the stacked encoders gives every hidden vector,
+    and its transpose ``inputs_t``, whose products scatter per-slot gradients back onto the
+    features. Row k·n + f of an ``(instances · features, …)`` matrix is feature f of instance k.
+
     Attributes:
         chunk_instance: ``(chunks,)`` the instance owning each chunk (non-decreasing).
         slot_weight: ``(chunks, chunk)`` example weight of each slot: 1/T_k on a point of
             instance k, 0 on padding, so a weighted sum over slots is a mean per instance.
-        entry_slot: ``(nnz,)`` slot (chunk · C + position) of each non-zero input entry,
-            non-decreasing.
-        entry_instance: ``(nnz,)`` instance of each entry.
-        entry_row: ``(nnz,)`` instance · features + feature: the entry's row in any
-            ``(instances · features, …)`` view of per-feature parameters.
+        inputs: CSR ``(slots, instances · features)`` of the entries, in slot order.
+        inputs_t: CSR ``(instances · features, slots)`` of the same entries.
+        transposed_order: ``(nnz,)`` the slot-order index of each entry of ``inputs_t``.
+        entry_instance: ``(nnz,)`` instance of each entry (slot order, as below).
+        entry_row: ``(nnz,)`` instance · features + feature of each entry.
         entry_value: ``(nnz,)`` value of each entry.
         entry_weight: ``(nnz,)`` example weight of the entry's slot.
         entry_in_group: ``(nnz,)`` flat index of the entry's (slot, feature) in the dense
@@ -50,7 +56,9 @@ class PackedSets:
 
     chunk_instance: Int[Tensor, " chunks"]
     slot_weight: Float[Tensor, "chunks chunk"]
-    entry_slot: Int[Tensor, " nnz"]
+    inputs: Tensor
+    inputs_t: Tensor
+    transposed_order: Int[Tensor, " nnz"]
     entry_instance: Int[Tensor, " nnz"]
     entry_row: Int[Tensor, " nnz"]
     entry_value: Float[Tensor, " nnz"]
@@ -67,6 +75,22 @@ class PackedSets:
     @property
     def n_slots(self) -> int:
         return self.slot_weight.numel()
+
+
+def with_values(matrix: Tensor, values: Float[Tensor, " nnz"]) -> Tensor:
+    """The CSR ``matrix`` with its stored values replaced (same sparsity pattern)."""
+    return torch.sparse_csr_tensor(matrix.crow_indices(), matrix.col_indices(), values,
+                                   matrix.shape, check_invariants=False)
+
+
+def csr(rows: Int[Tensor, " nnz"], columns: Int[Tensor, " nnz"], values: Float[Tensor, " nnz"],
+        shape: tuple[int, int]) -> Tensor:
+    """CSR matrix of entries sorted by row (columns ascending within a row)."""
+    crow = torch.zeros(shape[0] + 1, dtype=torch.int64, device=values.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=shape[0]), 0)
+    with warnings.catch_warnings():  # torch says once per process that CSR support is beta
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta state")
+        return torch.sparse_csr_tensor(crow, columns, values, shape, check_invariants=False)
 
 
 def pack(points: SparsePoints, sizes: Sequence[int], replicates: int, chunk_size: int,
@@ -124,6 +148,15 @@ def pack(points: SparsePoints, sizes: Sequence[int], replicates: int, chunk_size
     entry_in_group = (entry_slot - bounds[group_of_entry] * chunk_size) * n + points.feature[source]
     b, e = bounds.tolist(), entry_bounds.tolist()
     groups = tuple((b[i], b[i + 1], e[i], e[i + 1]) for i in range(len(b) - 1))
-    return PackedSets(chunk_instance, slot_weight, entry_slot, entry_instance,
-                      entry_instance * n + points.feature[source], points.value[source],
-                      slot_weight.view(-1)[entry_slot], entry_in_group, groups, len(size), n)
+
+    entry_row, value = entry_instance * n + points.feature[source], points.value[source]
+    n_slots, n_rows = slot_weight.numel(), len(size) * n
+    transposed_order = torch.argsort(entry_row, stable=True)  # by row, slots ascending within
+    return PackedSets(
+        chunk_instance, slot_weight,
+        inputs=csr(entry_slot, entry_row, value, (n_slots, n_rows)),
+        inputs_t=csr(entry_row[transposed_order], entry_slot[transposed_order],
+                     value[transposed_order], (n_rows, n_slots)),
+        transposed_order=transposed_order, entry_instance=entry_instance, entry_row=entry_row,
+        entry_value=value, entry_weight=slot_weight.view(-1)[entry_slot],
+        entry_in_group=entry_in_group, groups=groups, n_instances=len(size), n_features=n)
