@@ -1,0 +1,104 @@
+"""Command line: run an H_pos sweep on one preset and write its tables and figures.
+
+    python -m replication.locality --preset gpt2-small --layers all --windows 50 --device cuda
+
+writes ``<out>/<preset>-<corpus>-depth.csv`` (one row per event: preset, corpus, n_tokens,
+layer, window, feature, activation, H_pos, token_H), the context-length sweep beside it,
+``<preset>-<corpus>-summary.json`` (per-layer means, depth trend) and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from replication.cache import ArtifactCache
+from replication.locality.corpus import CORPORA
+from replication.locality.figures import context_figure, depth_figure
+from replication.locality.hub import Unavailable
+from replication.locality.presets import (
+    PRESETS,
+    get_preset,
+    load_local_preset,
+    load_real_preset,
+    resolve_layers,
+)
+from replication.locality.scales import LOCALITY_SCALES, with_seed
+from replication.locality.sweep import (
+    context_sweep,
+    depth_sweep,
+    depth_trend,
+    layer_summary,
+    save_table,
+)
+from replication.settings import DEFAULT_CACHE_DIR, DEVICES, SCALES, for_scale, resolve_device
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m replication.locality", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", required=True, choices=list(PRESETS))
+    parser.add_argument("--layers", default="default",
+                        help="'all', 'default' or comma-separated layer indices")
+    parser.add_argument("--windows", type=int, default=50, help="windows of the depth sweep")
+    parser.add_argument("--window-length", type=int, default=64, help="tokens per window (N)")
+    parser.add_argument("--corpus", choices=CORPORA, default=None,
+                        help="default: stdlib for local presets, wikitext for real ones")
+    parser.add_argument("--context-lengths", default="8,16,32,64,128",
+                        help="comma-separated window lengths of the context sweep ('' to skip)")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", choices=SCALES, default="cpu",
+                        help="how the local presets are built")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    parser.add_argument("--out", type=Path, default=Path("reports/locality"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    preset = get_preset(args.preset)
+    layers = resolve_layers(preset, args.layers if args.layers in ("all", "default")
+                            else [int(x) for x in args.layers.split(",")])
+    lengths = [int(x) for x in args.context_lengths.split(",") if x]
+    device = resolve_device(args.device)
+    corpus = args.corpus or ("stdlib" if preset.is_local else "wikitext")
+    cache = ArtifactCache(args.cache_dir)
+    try:
+        if preset.is_local:
+            local_cfg = with_seed(for_scale(LOCALITY_SCALES, args.scale), args.seed).local
+            loaded = load_local_preset(preset.name, cache, local_cfg, device)
+            loaded = replace(loaded, saes={layer: loaded.saes[layer] for layer in layers})
+        else:
+            loaded = load_real_preset(preset.name, layers, device)
+        depth = depth_sweep(cache, loaded, corpus, args.windows, args.window_length, args.seed)
+        context = (context_sweep(cache, loaded, corpus, lengths, args.windows, args.seed)
+                   if lengths else None)
+    except Unavailable as err:
+        print(f"not available: {err}", file=sys.stderr)
+        return 2
+    stem = f"{preset.name}-{corpus}"
+    out = args.out
+    save_table(depth, out / f"{stem}-depth.csv")
+    summary = layer_summary(depth)
+    depth_figure(depth, f"{preset.name}: H_pos by layer").savefig(out / f"{stem}-depth.png",
+                                                                   dpi=110, bbox_inches="tight")
+    if context is not None:
+        save_table(context, out / f"{stem}-context.csv")
+        context_figure(context, f"{preset.name}: H_pos against window length").savefig(
+            out / f"{stem}-context.png", dpi=110, bbox_inches="tight")
+    report = {"preset": preset.name, "corpus": corpus, "windows": args.windows,
+              "window_length": args.window_length, "seed": args.seed, "device": str(device),
+              "trend": depth_trend(summary), "per_layer": summary.reset_index().to_dict("records"),
+              "details": loaded.details}
+    (out / f"{stem}-summary.json").write_text(json.dumps(report, indent=1, default=str))
+    print(summary.to_string())
+    print(f"trend: {report['trend']}\nwrote {out}/{stem}-*")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Unit tests of the H_pos pipeline (replication/locality): fast, offline, no cache."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+from sae_lens import SAE
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from replication.locality import hub
+from replication.locality.__main__ import main
+from replication.locality.corpus import hub_texts, is_heldout, sample_windows, split_stdlib
+from replication.locality.entropy import positional_entropy
+from replication.locality.influence import window_influence
+from replication.locality.presets import get_preset, load_real_preset, resolve_layers
+
+N, D = 6, 8
+
+
+def relu_sae(d_in: int, d_sae: int, seed: int) -> SAE:
+    """A random ReLU SAE whose encoder bias keeps most features active."""
+    g = torch.Generator().manual_seed(seed)
+    sae = SAE.from_dict({"architecture": "standard", "d_in": d_in, "d_sae": d_sae})
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(d_in, d_sae, generator=g))
+        sae.b_enc.copy_(torch.full((d_sae,), 5.0))
+        sae.b_dec.zero_()
+    return sae.eval()
+
+
+def attention_only_model(seed: int) -> HookedTransformer:
+    cfg = HookedTransformerConfig(n_layers=1, d_model=D, n_heads=1, d_head=D, n_ctx=N,
+                                  d_vocab=11, attn_only=True, normalization_type=None,
+                                  positional_embedding_type="standard", seed=seed)
+    return HookedTransformer(cfg).eval()
+
+
+def test_closed_form_on_attention_only_model():
+    """With a hand-set attention pattern A, y_t = x_t + sum_t' A[t, t'] x_t' M (M = W_V W_O),
+    so d y_{N-1} / d x_t' = G_t' = A[N-1, t'] M + [t' = N-1] I, J_a(t') = |G_t' w_a|^2 and
+    R(t') = |G_t'|_F^2, where w_a is feature a's encoder column."""
+    model, sae = attention_only_model(0), relu_sae(D, 5, 1)
+    g = torch.Generator().manual_seed(2)
+    pattern = torch.rand(N, N, generator=g).tril()
+    pattern = pattern / pattern.sum(-1, keepdim=True)
+
+    def set_pattern(value, hook):
+        return pattern.expand_as(value)
+
+    tokens = torch.randint(0, 11, (N,), generator=g)
+    with model.hooks(fwd_hooks=[("blocks.0.attn.hook_pattern", set_pattern)]):
+        (res,) = window_influence(model, {0: sae}, {0: "blocks.0.hook_resid_post"}, 0.0, tokens)
+
+    M = model.W_V[0, 0] @ model.W_O[0, 0]                                # (D, D)
+    G = pattern[-1][:, None, None] * M + torch.eye(D) * (torch.arange(N) == N - 1)[:, None, None]
+    w = sae.W_enc[:, res.features].detach()                             # (D, k)
+    J = torch.einsum("tmn,nk->ktm", G, w).pow(2).sum(-1)                # (k, N)
+    R = G.pow(2).sum((1, 2))                                            # (N,)
+    assert len(res.features) > 0
+    torch.testing.assert_close(res.feature_influence, J.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(res.token_influence, R.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(positional_entropy(res.feature_influence),
+                               positional_entropy(J.detach()), rtol=1e-5, atol=1e-6)
+
+
+def small_model_and_saes(seed: int = 0):
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32,
+                                  n_ctx=12, d_vocab=50, act_fn="gelu", normalization_type="LN",
+                                  seed=seed)
+    model = HookedTransformer(cfg).eval()
+    saes = {layer: relu_sae(16, 32, seed + layer) for layer in (0, 1)}
+    return model, saes, {layer: f"blocks.{layer}.hook_resid_post" for layer in saes}
+
+
+@pytest.mark.parametrize("token_probes", [None, 7])
+def test_batched_gradients_equal_per_feature_loop(token_probes):
+    model, saes, hooks = small_model_and_saes()
+    tokens = torch.randint(0, 50, (12,), generator=torch.Generator().manual_seed(3))
+    runs = [window_influence(model, saes, hooks, 0.2, tokens, batched=batched,
+                             token_probes=token_probes, chunk=chunk,
+                             generator=torch.Generator().manual_seed(4))
+            for batched, chunk in ((True, None), (True, 5), (False, None))]
+    for batched, chunked, loop in zip(*runs, strict=True):
+        assert len(loop.features) > 0
+        for other in (batched, chunked):
+            torch.testing.assert_close(other.feature_influence, loop.feature_influence,
+                                       rtol=1e-6, atol=1e-9)
+            torch.testing.assert_close(other.token_influence, loop.token_influence,
+                                       rtol=1e-6, atol=1e-9)
+
+
+def test_causality_positions_after_read_out_have_no_influence():
+    model, saes, hooks = small_model_and_saes()
+    tokens = torch.randint(0, 50, (12,), generator=torch.Generator().manual_seed(5))
+    for res in window_influence(model, saes, hooks, 0.2, tokens, read_pos=7):
+        assert (res.feature_influence[:, 8:] == 0).all()
+        assert (res.token_influence[8:] == 0).all()
+        assert (res.token_influence[:8] > 0).all()
+
+
+def test_entropy_one_hot_uniform_zero_and_bounds():
+    one_hot = torch.zeros(3, 16)
+    one_hot[torch.arange(3), torch.tensor([0, 7, 15])] = 2.5
+    assert positional_entropy(one_hot).abs().max() == 0
+    assert torch.allclose(positional_entropy(torch.full((16,), 0.3)), torch.tensor(4.0))
+    assert positional_entropy(torch.zeros(16)).item() == 0  # guard: no NaN
+    h = positional_entropy(torch.rand(100, 16))
+    assert ((h >= 0) & (h <= math.log2(16) + 1e-6)).all()
+
+
+def test_unknown_preset_and_layer_raise_value_error_listing_accepted():
+    with pytest.raises(ValueError, match="gpt2-small"):
+        get_preset("gpt-5")
+    with pytest.raises(ValueError, match="0..11"):
+        resolve_layers(get_preset("gpt2-small"), [3, 12])
+    with pytest.raises(ValueError, match="'all', 'default'"):
+        resolve_layers(get_preset("gpt2-small"), "most")
+    assert resolve_layers(get_preset("llama-3-8b"), "default") == list(range(0, 31, 2))
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """The hub unreachable and its cache empty, restored afterwards."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+    hub.hub_reachable.cache_clear()
+    yield
+    hub.hub_reachable.cache_clear()
+
+
+def test_offline_real_preset_is_unavailable_within_seconds(offline_hub):
+    start = time.perf_counter()
+    with pytest.raises(hub.Unavailable, match="offline"):
+        load_real_preset("pythia-70m-deduped", [0, 1], torch.device("cpu"))
+    with pytest.raises(hub.Unavailable, match="wikitext"):
+        hub_texts("wikitext", 10)
+    assert time.perf_counter() - start < 20  # no 30-second retry loops
+
+
+def test_cli_reports_unavailable_preset_offline(offline_hub, tmp_path, capsys):
+    code = main(["--preset", "gpt2-small", "--layers", "0,1", "--windows", "2",
+                 "--device", "cpu", "--out", str(tmp_path)])
+    assert code == 2
+    assert "not available" in capsys.readouterr().err
+
+
+def test_windows_are_seeded_and_heldout_files_disjoint():
+    stream = torch.arange(1000)
+    a, b = sample_windows(stream, 5, 16, seed=1), sample_windows(stream, 5, 16, seed=1)
+    assert torch.equal(a, b) and a.shape == (5, 16)
+    assert ((a[:, 1:] - a[:, :-1]) == 1).all()
+    train, heldout = split_stdlib(10)
+    assert heldout and train and not set(train) & set(heldout)
+    assert all(is_heldout(p, 10) for p in heldout)
