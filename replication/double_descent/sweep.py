@@ -100,7 +100,9 @@ class TrainedDoubleDescent:
 
     @property
     def kept_train_loss(self) -> Float[Tensor, " configs"]:
-        return self.train_loss.min(1).values
+        """Training loss of the kept replicate; a memorised set's loss, 0 up to rounding of the
+        expanded square, is shown as 0."""
+        return self.train_loss.min(1).values.clamp_min(0)
 
     @property
     def test_over_zero(self) -> Float[Tensor, " configs"]:

@@ -1,0 +1,99 @@
+"""The double-descent figures: geometry per T, dimensionalities, losses and norms against T."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from replication.double_descent.sweep import TrainedDoubleDescent
+
+COLOURS = ("tab:blue", "tab:orange", "tab:green")  # one per run compared in a loss figure
+
+
+def _segments(ax, vectors: np.ndarray, colour: str) -> None:
+    """Draw 2-D vectors ``(2, items)`` as segments from the origin, on a square symmetric frame."""
+    ends = vectors.T
+    ax.add_collection(LineCollection([[(0.0, 0.0), tuple(e)] for e in ends], colors=colour,
+                                     linewidths=0.8, alpha=0.8))
+    ax.scatter(ends[:, 0], ends[:, 1], s=4, color=colour, zorder=3)
+    reach = float(np.abs(ends).max()) * 1.1 or 1.0
+    ax.set_xlim(-reach, reach)
+    ax.set_ylim(-reach, reach)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def geometry(run: TrainedDoubleDescent) -> Figure:
+    """(a) Feature directions W_i (top), training points' hidden vectors h = W x (bottom), per T."""
+    sizes = run.config.train_sizes
+    if run.W.shape[1] != 2:
+        raise ValueError(f"the geometry figure draws 2-D hidden spaces, got m={run.W.shape[1]}")
+    fig, axes = plt.subplots(2, len(sizes), figsize=(1.25 * len(sizes), 2.9))
+    first = np.cumsum([0, *sizes])
+    for j, size in enumerate(sizes):
+        _segments(axes[0, j], run.W[j].numpy(), "tab:blue")
+        _segments(axes[1, j], run.hidden[first[j]:first[j + 1]].T.numpy(), "tab:red")
+        axes[0, j].set_title(f"T={size}", fontsize=8)
+    axes[0, 0].set_ylabel("features W", fontsize=8)
+    axes[1, 0].set_ylabel("training h", fontsize=8)
+    fig.suptitle("Feature directions and training-point hidden vectors per training-set size")
+    return fig
+
+
+def dimensionalities(run: TrainedDoubleDescent) -> Figure:
+    """(b) Every feature's and every training point's dimensionality against T, with m/T."""
+    sizes = np.array(run.config.train_sizes)
+    m = run.config.n_hidden
+    features, data = run.feature_dimensionality().numpy(), run.data_dimensionality().numpy()
+    fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for j, size in enumerate(sizes):
+        ax_f.scatter(np.full(features.shape[1], size), features[j], s=6, alpha=0.4,
+                     color="tab:blue")
+        ax_d.scatter(np.full(size, size), data[j, :size], s=6, alpha=0.4, color="tab:red")
+    ax_f.axhline(2 / 5, color="grey", lw=0.8, ls=":", label="2/5 (pentagon)")
+    titles = ("feature dimensionality $D_i$", "data dimensionality $D_{X_i}$")
+    for ax, title in zip((ax_f, ax_d), titles, strict=True):
+        ax.plot(sizes, m / sizes, "k--", lw=1, label="m/T")
+        ax.set_xscale("log")
+        ax.set_xlabel("training-set size T")
+        ax.set_title(title)
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8)
+    return fig
+
+
+def losses(runs: dict[str, TrainedDoubleDescent]) -> Figure:
+    """(c) Test and training loss against T with the all-zero predictor; right: test/zero ratio."""
+    fig, (ax_l, ax_r) = plt.subplots(1, 2, figsize=(11, 4))
+    for (label, run), colour in zip(runs.items(), COLOURS, strict=False):
+        sizes = run.config.train_sizes
+        ax_l.plot(sizes, run.test_loss, "o-", color=colour, label=f"test {label}")
+        ax_l.plot(sizes, run.kept_train_loss, "s--", color=colour, alpha=0.6,
+                  label=f"train {label}")
+        ax_r.plot(sizes, run.test_over_zero, "o-", color=colour, label=f"test {label}")
+    zero = float(next(iter(runs.values())).zero_loss)
+    ax_l.axhline(zero, color="k", lw=1, ls=":", label="all-zero predictor")
+    ax_r.axhline(1.0, color="k", lw=1, ls=":", label="all-zero predictor")
+    ax_l.set_ylabel("loss (mean over points and features)")
+    ax_r.set_ylabel("test loss / all-zero predictor")
+    for ax in (ax_l, ax_r):
+        ax.set_xscale("log")
+        ax.set_xlabel("training-set size T")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def norms(run: TrainedDoubleDescent) -> Figure:
+    """(d) ‖W‖_F and ‖b‖ of the kept model against T."""
+    sizes = run.config.train_sizes
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(sizes, run.weight_norm, "o-", label=r"$\|W\|_F$")
+    ax.plot(sizes, run.b.norm(dim=1), "s-", label=r"$\|b\|$")
+    ax.set_xscale("log")
+    ax.set_xlabel("training-set size T")
+    ax.set_ylabel("norm")
+    ax.legend()
+    return fig
