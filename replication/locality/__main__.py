@@ -37,13 +37,14 @@ from replication.locality.sweep import (
 from replication.settings import DEFAULT_CACHE_DIR, DEVICES, SCALES, for_scale, resolve_device
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m replication.locality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", required=True, choices=list(PRESETS))
     parser.add_argument("--layers", default="default",
                         help="'all', 'default' or comma-separated layer indices")
-    parser.add_argument("--windows", type=int, default=50, help="windows of the depth sweep")
+    parser.add_argument("--windows", type=int, default=50,
+                        help="windows of the depth sweep, and per length of the context sweep")
     parser.add_argument("--window-length", type=int, default=64, help="tokens per window (N)")
     parser.add_argument("--corpus", choices=CORPORA, default=None,
                         help="default: stdlib for local presets, wikitext for real ones")
@@ -55,16 +56,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="how the local presets are built")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--out", type=Path, default=Path("reports/locality"))
-    return parser.parse_args(argv)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     preset = get_preset(args.preset)
-    layers = resolve_layers(preset, args.layers if args.layers in ("all", "default")
-                            else [int(x) for x in args.layers.split(",")])
-    lengths = [int(x) for x in args.context_lengths.split(",") if x]
-    device = resolve_device(args.device)
+    try:
+        layers = resolve_layers(preset, args.layers if args.layers in ("all", "default")
+                                else [int(x) for x in args.layers.split(",")])
+        lengths = [int(x) for x in args.context_lengths.split(",") if x]
+        device = resolve_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
     corpus = args.corpus or ("stdlib" if preset.is_local else "wikitext")
     cache = ArtifactCache(args.cache_dir)
     try:

@@ -46,7 +46,8 @@ class Preset:
         converter: sae-lens loader for releases outside its list (key of ``SAE_CONVERTERS``).
         dtype: model dtype.
         needs_gpu: too slow on a CPU for a claim run.
-        token_probes: random probes for the token-vector influence (None: exact).
+        token_probes: Gaussian probes of the token-vector influence R (an unbiased Hutchinson
+            estimate; None: exact, one gradient row per residual dimension).
         chunk: most gradient rows per backward pass.
         trained: for the local presets, whether the model is trained (False: the control).
     """
@@ -84,12 +85,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
             threshold=0.2, trained=False),
     _preset(name="pythia-70m-deduped", model="pythia-70m-deduped",
             sae_release="pythia-70m-deduped-res-sm", sae_id="blocks.{layer}.hook_resid_post",
-            threshold=0.2, n_layers=6),
+            threshold=0.2, n_layers=6, token_probes=128, chunk=128),
     _preset(name="gpt2-small", model="gpt2-small", sae_release="gpt2-small-resid-post-v5-32k",
-            sae_id="blocks.{layer}.hook_resid_post", n_layers=12, chunk=256),
+            sae_id="blocks.{layer}.hook_resid_post", n_layers=12, needs_gpu=True,
+            token_probes=128, chunk=128),
     _preset(name="qwen2-0.5b", model="qwen2-0.5b", sae_release="chanind/sae-qwen2-0.5b-res",
             sae_id="blocks.{layer}.hook_resid_post", n_layers=24,
-            default_layers=tuple(range(12)), needs_gpu=True, chunk=256),
+            default_layers=tuple(range(12)), needs_gpu=True, token_probes=256, chunk=128),
     _preset(name="llama-3.2-1b", model="meta-llama/Llama-3.2-1B",
             sae_release="chanind/sae-llama-3.2-1b-res", sae_id="blocks.{layer}.hook_resid_post",
             n_layers=16, default_layers=tuple(range(9)), needs_gpu=True, token_probes=256,

@@ -4,18 +4,34 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
+import pandas as pd
 import pytest
 import torch
 from sae_lens import SAE
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from replication.cache import ArtifactCache
 from replication.locality import hub
 from replication.locality.__main__ import main
 from replication.locality.corpus import hub_texts, is_heldout, sample_windows, split_stdlib
 from replication.locality.entropy import positional_entropy
 from replication.locality.influence import window_influence
-from replication.locality.presets import get_preset, load_real_preset, resolve_layers
+from replication.locality.presets import (
+    LoadedPreset,
+    get_preset,
+    load_real_preset,
+    resolve_layers,
+)
+from replication.locality.sweep import (
+    corpus_stream,
+    depth_sweep,
+    depth_trend,
+    influence_table,
+    layer_summary,
+    save_table,
+)
 
 N, D = 6, 8
 
@@ -162,3 +178,36 @@ def test_windows_are_seeded_and_heldout_files_disjoint():
     train, heldout = split_stdlib(10)
     assert heldout and train and not set(train) & set(heldout)
     assert all(is_heldout(p, 10) for p in heldout)
+
+
+def tiny_loaded_preset() -> LoadedPreset:
+    model, saes, hooks = small_model_and_saes()
+    return LoadedPreset(preset=get_preset("local-stdlib"), model=model, saes=saes, hooks=hooks,
+                        encode=lambda text: [b % 49 + 1 for b in text.encode()[:200]],
+                        separator=0)
+
+
+def test_influence_table_summary_and_cache_round_trip(tmp_path):
+    loaded = tiny_loaded_preset()
+    stream = corpus_stream(loaded, "stdlib")
+    assert (stream == 0).sum() == len(split_stdlib(10)[1])  # one separator per held-out file
+    cache = ArtifactCache(tmp_path)
+    table = depth_sweep(cache, loaded, "stdlib", n_windows=3, length=12, seed=0)
+    assert list(table.columns) == ["preset", "corpus", "n_tokens", "layer", "window", "feature",
+                                   "activation", "H_pos", "token_H"]
+    assert set(table.layer) == {0, 1} and set(table.window) == {0, 1, 2}
+    again = depth_sweep(cache, tiny_loaded_preset(), "stdlib", n_windows=3, length=12, seed=0)
+    pd.testing.assert_frame_equal(table, again)
+    summary = layer_summary(table)
+    assert list(summary.index) == [0, 1]
+    assert set(depth_trend(summary)) == {"spearman", "rise_bits"}
+    save_table(table, tmp_path / "t.csv")
+    assert len(pd.read_csv(tmp_path / "t.csv")) == len(table)
+
+
+def test_window_without_active_feature_keeps_its_token_entropy():
+    loaded = tiny_loaded_preset()
+    loaded.preset = replace(loaded.preset, threshold=1e9)
+    table = influence_table(loaded, torch.randint(1, 50, (2, 12)), "stdlib", seed=0)
+    assert (table.feature == -1).all() and table.H_pos.isna().all()
+    assert table.token_H.notna().all() and len(table) == 4  # 2 windows x 2 layers
