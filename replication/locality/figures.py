@@ -36,8 +36,10 @@ def depth_figure(table: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
-def comparison_figure(summaries: dict[str, pd.DataFrame], title: str) -> Figure:
-    """Mean feature H_pos (solid) and token-vector entropy (dashed) per layer, per model."""
+def comparison_figure(summaries: dict[str, pd.DataFrame], title: str,
+                      band: float | None = None) -> Figure:
+    """Mean feature H_pos (solid) and token-vector entropy (dashed) per layer, per model;
+    with ``band``, the token-vector entropy +- band bits shaded (a claim's tolerance)."""
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
     for (name, summary), colour in zip(summaries.items(), ("#08519c", "#a50f15", "#238b45"),
@@ -45,6 +47,9 @@ def comparison_figure(summaries: dict[str, pd.DataFrame], title: str) -> Figure:
         ax.plot(summary.index, summary.mean_H, "o-", color=colour, label=f"{name}: features")
         ax.plot(summary.index, summary.token_H, "^--", color=colour, alpha=0.7,
                 label=f"{name}: token vector")
+        if band is not None:
+            ax.fill_between(summary.index, summary.token_H - band, summary.token_H + band,
+                            color=colour, alpha=0.12, label=f"token vector +- {band:g} bit")
     ax.set(xlabel="layer", ylabel="mean H_pos (bits)", title=title,
            xticks=list(next(iter(summaries.values())).index))
     ax.legend(fontsize=8)
