@@ -4,5 +4,6 @@ Modules, in the order data flows: ``hub`` (reachability, offline mode), ``corpus
 seeded windows), ``bpe`` / ``tiny_lm`` / ``local_saes`` (the local preset built here),
 ``presets`` (the registry and the loaders), ``influence`` (batched input gradients),
 ``entropy`` (bits), ``sweep`` (tables over layers and window lengths), ``figures``,
-``scales`` (the per-scale configurations) and ``__main__`` (the command line).
+``scales`` (the per-scale configurations), ``reference`` (published values, as data in
+``published.json``) and ``__main__`` (the command line).
 """

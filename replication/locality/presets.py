@@ -193,7 +193,7 @@ def load_real_preset(name: str, layers: str | Sequence[int], device: torch.devic
         raise ValueError(f"{name!r} is a local preset; use load_local_preset")
     layers = resolve_layers(preset, layers)
     mode = prepare_hub()
-    converter = SAE_CONVERTERS.get(preset.converter) if preset.converter else None
+    converter = SAE_CONVERTERS.get(preset.converter)
     try:
         saes = {layer: SAE.from_pretrained(preset.sae_release, preset.sae_id.format(layer=layer),
                                            device=str(device), converter=converter).eval()

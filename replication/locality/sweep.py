@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from replication.cache import ArtifactCache
 from replication.locality.corpus import (
+    CORPORA,
     hub_texts,
     read_texts,
     sample_windows,
@@ -42,7 +43,7 @@ TABLE_VERSION = 2  # part of every cached table's key: bump when the computation
 def corpus_stream(loaded: LoadedPreset, corpus: str, heldout_percent: int = 10,
                   max_docs: int = 2000) -> Int[Tensor, " n"]:
     """The token stream windows are drawn from: held-out stdlib files, or a hub corpus."""
-    check_choice("corpus", corpus, ("stdlib", "wikitext", "gsm8k", "code-python"))
+    check_choice("corpus", corpus, CORPORA)
     if corpus == "stdlib":
         if loaded.stdlib_heldout is not None:
             return loaded.stdlib_heldout
@@ -53,18 +54,16 @@ def corpus_stream(loaded: LoadedPreset, corpus: str, heldout_percent: int = 10,
 
 
 def influence_table(loaded: LoadedPreset, windows: Int[Tensor, "w pos"], corpus: str,
-                    seed: int, layers: Sequence[int] | None = None) -> pd.DataFrame:
-    """Every event of every window at every layer (one forward and, per layer, one batched
-    backward per window); see the module docstring for the columns."""
-    layers = sorted(layers if layers is not None else loaded.saes)
-    saes = {layer: loaded.saes[layer] for layer in layers}
+                    seed: int) -> pd.DataFrame:
+    """Every event of every window at every layer of ``loaded.saes`` (one forward and, per
+    layer, one batched backward per window); see the module docstring for the columns."""
     preset = loaded.preset
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for w, tokens in enumerate(tqdm(windows, desc=f"H_pos {preset.name} N={windows.shape[1]}")):
-        for res in window_influence(loaded.model, saes, loaded.hooks, preset.threshold, tokens,
-                                    token_probes=preset.token_probes, chunk=preset.chunk,
-                                    generator=generator):
+        for res in window_influence(loaded.model, loaded.saes, loaded.hooks, preset.threshold,
+                                    tokens, token_probes=preset.token_probes,
+                                    chunk=preset.chunk, generator=generator):
             token_h = positional_entropy(res.token_influence).item()
             h = positional_entropy(res.feature_influence).tolist()
             events = zip(res.features.tolist(), res.activations.tolist(), h, strict=True)
