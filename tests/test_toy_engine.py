@@ -111,6 +111,9 @@ def test_training_lowers_loss_and_keeps_best_replicate():
     assert (history[-1] < history[0]).all()
     assert torch.equal(trained.loss, trained.replicate_loss.min(1).values)
     assert trained.W.shape == (2, 2, 6) and trained.b.shape == (2, 6)
+    assert trained.replicate_W.shape == (2, 3, 2, 6)
+    best = trained.replicate_loss.argmin(1)
+    assert torch.equal(trained.W, trained.replicate_W[torch.arange(2), best])
 
 
 def test_same_seed_same_weights_bit_for_bit():
