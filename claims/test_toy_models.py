@@ -67,18 +67,26 @@ def test_relu_superposition_grows_with_sparsity(tms_relu, record):
 @pytest.mark.claim(
     id="tms.relu.least-important-dropped", paper=PAPER, section="Basic results",
     statement="The features a ReLU-output model (n=20, m=5, I=0.7^i) leaves out are always the "
-              "least important ones: at every density the represented set (‖W_i‖ > 0.5) is a prefix "
-              "of the importance order.",
+              "least important ones: in every trained instance, at every density, the represented "
+              "set (‖W_i‖ > 0.5) is a prefix of the importance order.",
 )
+@pytest.mark.xfail(strict=True, reason=(
+    "Measured at cpu scale (10k steps, 4 instances per density, seed 0): the represented set is a "
+    "prefix of the importance order in 4, 4, 4, 4, 4, 2, 2 of 4 instances at densities 1 … 0.001. "
+    "At 0.003 and 0.001 the least important features (I ≤ 0.7^11 ≈ 0.02) sit at ‖W_i‖ ≈ 0.3–0.6 "
+    "with near-equal losses, so which of them cross 0.5 is optimisation noise; judged on the "
+    "best instance only, seed 1 holds and seeds 0 and 2 do not."
+))
 def test_relu_drops_least_important_features(tms_relu, record):
-    shown = metrics.represented(tms_relu.W).numpy()
-    prefix = np.array([bool(row[: row.sum()].all()) for row in shown])
-    holes = [np.nonzero(~row[: row.sum()])[0].tolist() for row in shown]
+    shown = metrics.represented(tms_relu.replicate_W).numpy()  # (densities, replicates, feats)
+    prefix = np.array([[bool(r[: r.sum()].all()) for r in per_density] for per_density in shown])
     record.metric("densities", tms_relu.config.feature_probability)
-    record.metric("represented set is a prefix", prefix, expect="all true")
-    record.metric("features missing inside the represented range", holes, expect="none")
-    record.metric("‖W_i‖ at the sparsest density", metrics.feature_norms(tms_relu.W)[-1])
-    record.metric("replicate losses at the sparsest density", tms_relu.replicate_loss[-1])
+    record.metric("instances whose represented set is a prefix", prefix.sum(1),
+                  expect=f"all {prefix.shape[1]} at every density")
+    record.metric("features represented, per instance", shown.sum(-1))
+    record.metric("‖W_i‖ of the kept instance, sparsest density",
+                  metrics.feature_norms(tms_relu.W)[-1])
+    record.metric("instance losses, sparsest density", tms_relu.replicate_loss[-1])
     record.figure(figures.basic_results(tms_relu, "ReLU-output model"), "weights")
     assert prefix.all()
 

@@ -20,6 +20,7 @@ from replication.toy.train import TrainConfig, train
 
 EVAL_BATCH = 16_384
 CACHE_KIND = "toy-sweep"
+CACHE_SCHEMA = 2  # bump when the cached tensors change
 
 
 def geometric_importance(n_features: int, decay: float) -> tuple[float, ...]:
@@ -78,11 +79,12 @@ class ToySweep:
 
 @dataclass
 class TrainedSweep:
-    """The best replicate of every configuration, and every replicate's final loss.
+    """The best replicate of every configuration, and every replicate's weights and loss.
 
     Attributes:
-        W: ``(configs, hidden, feats)``; b: ``(configs, feats)``.
+        W: ``(configs, hidden, feats)``; b: ``(configs, feats)`` of the kept replicate.
         loss: ``(configs,)`` evaluation loss of the kept replicate.
+        replicate_W: ``(configs, replicates, hidden, feats)`` every trained instance.
         replicate_loss: ``(configs, replicates)`` evaluation loss of every replicate.
         loss_history: ``(logs, configs, replicates)`` training loss per log interval.
     """
@@ -91,12 +93,13 @@ class TrainedSweep:
     W: Float[Tensor, "configs hidden feats"]
     b: Float[Tensor, "configs feats"]
     loss: Float[Tensor, "configs"]
+    replicate_W: Float[Tensor, "configs replicates hidden feats"]
     replicate_loss: Float[Tensor, "configs replicates"]
     loss_history: Float[Tensor, "logs configs replicates"]
 
     def tensors(self) -> dict[str, Tensor]:
-        return {"W": self.W, "b": self.b, "loss": self.loss, "replicate_loss": self.replicate_loss,
-                "loss_history": self.loss_history}
+        return {"W": self.W, "b": self.b, "loss": self.loss, "replicate_W": self.replicate_W,
+                "replicate_loss": self.replicate_loss, "loss_history": self.loss_history}
 
     def model(self) -> ToyModel:
         """The kept models as one batched :class:`ToyModel` (one instance per configuration)."""
@@ -122,6 +125,8 @@ def train_sweep(config: ToySweep, device: torch.device | str = "cpu") -> Trained
         W=model.W.detach()[kept].cpu(),
         b=model.b.detach()[kept, 0].cpu(),
         loss=final.gather(1, best[:, None]).squeeze(1).cpu(),
+        replicate_W=model.W.detach().view(config.n_configs, config.replicates,
+                                          config.n_hidden, config.n_features).cpu(),
         replicate_loss=final.cpu(),
         loss_history=history.view(-1, config.n_configs, config.replicates).cpu(),
     )
@@ -130,7 +135,7 @@ def train_sweep(config: ToySweep, device: torch.device | str = "cpu") -> Trained
 def load_or_train_sweep(config: ToySweep, cache: ArtifactCache, device) -> TrainedSweep:
     """:func:`train_sweep` through the artifact cache: a second run trains nothing."""
     tensors, _ = cache.get_or_build(
-        CACHE_KIND, config.to_dict(),
+        CACHE_KIND, {**config.to_dict(), "schema": CACHE_SCHEMA},
         lambda: (train_sweep(config, device).tensors(), {"n_instances": config.n_instances}),
     )
     return TrainedSweep(config=config, **tensors)
