@@ -172,13 +172,12 @@ class ToySAESweep:
         return asdict(self)
 
 
-def clip_grad_norm_per_instance(params: list[Tensor], max_norm: float) -> Float[Tensor, " inst"]:
+def clip_grad_norm_per_instance(params: list[Tensor], max_norm: float) -> None:
     """``torch.nn.utils.clip_grad_norm_`` applied to each instance's slice of stacked parameters."""
     norms = torch.stack([p.grad.flatten(1).norm(dim=1) for p in params]).norm(dim=0)
     scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     for p in params:
         p.grad.mul_(scale.view(-1, *[1] * (p.dim() - 1)))
-    return norms
 
 
 def train_stack(
