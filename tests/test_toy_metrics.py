@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from replication.toy import metrics, phase
-from replication.toy.model import ToyModel
 from replication.toy.data import SparseFeatureSampler
+from replication.toy.model import ToyModel
 
 
 def regular_polygon(k: int) -> torch.Tensor:

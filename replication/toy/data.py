@@ -8,8 +8,6 @@ the dominant cost of a toy-model training step otherwise.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -37,7 +35,7 @@ class SparseFeatureSampler:
 
     def __init__(
         self,
-        feature_probability: Float[Tensor, "inst"],
+        feature_probability: Float[Tensor, " inst"],
         n_features: int,
         batch_size: int,
         generator: torch.Generator,

@@ -67,7 +67,7 @@ def pairwise_angles_deg(W: Float[Tensor, "hidden feats"]) -> Float[Tensor, "feat
     return torch.rad2deg(torch.arccos(cos))
 
 
-def angular_gaps_deg(W: Float[Tensor, "2 feats"]) -> Float[Tensor, "feats"]:
+def angular_gaps_deg(W: Float[Tensor, "2 feats"]) -> Float[Tensor, " feats"]:
     """For features in a 2-D hidden space: the gaps between consecutive directions, sorted by angle."""
     if W.shape[0] != 2:
         raise ValueError(f"angular gaps need a 2-D hidden space, got hidden size {W.shape[0]}")

@@ -52,7 +52,7 @@ class ToyModel(nn.Module):
         return torch.relu(out) if self.activation == "relu" else out
 
     def loss(self, x: Float[Tensor, "inst batch feats"], importance: Float[Tensor, "inst feats"],
-             example_weight: Float[Tensor, "inst batch"] | None = None) -> Float[Tensor, "inst"]:
+             example_weight: Float[Tensor, "inst batch"] | None = None) -> Float[Tensor, " inst"]:
         """Σ_batch w Σ_feats I (x − x')² per instance; ``w`` defaults to 1/batch (the mean)."""
         per_example = (importance[:, None, :] * (x - self(x)) ** 2).sum(-1)
         if example_weight is None:
@@ -63,7 +63,7 @@ class ToyModel(nn.Module):
     def loss_and_grads(
         self, x: Float[Tensor, "inst batch feats"], importance: Float[Tensor, "inst feats"],
         example_weight: Float[Tensor, "inst batch"] | None = None,
-    ) -> tuple[Float[Tensor, "inst"], Float[Tensor, "inst hidden feats"], Float[Tensor, "inst 1 feats"]]:
+    ) -> tuple[Float[Tensor, " inst"], Float[Tensor, "inst hidden feats"], Float[Tensor, "inst 1 feats"]]:
         """:meth:`loss` and its gradients with respect to W and b, in closed form.
 
         Works on the transposed (feature-major) view, ``(inst, feats, batch)``, where the

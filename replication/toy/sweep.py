@@ -69,7 +69,7 @@ class ToySweep:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def instance_tensors(self, device) -> tuple[Float[Tensor, "inst"], Float[Tensor, "inst feats"]]:
+    def instance_tensors(self, device) -> tuple[Float[Tensor, " inst"], Float[Tensor, "inst feats"]]:
         """Per-instance feature probability and importance."""
         p = torch.tensor(self.feature_probability, device=device)
         importance = torch.tensor(self.importance, device=device).expand(self.n_configs, -1)
@@ -92,7 +92,7 @@ class TrainedSweep:
     config: ToySweep
     W: Float[Tensor, "configs hidden feats"]
     b: Float[Tensor, "configs feats"]
-    loss: Float[Tensor, "configs"]
+    loss: Float[Tensor, " configs"]
     replicate_W: Float[Tensor, "configs replicates hidden feats"]
     replicate_loss: Float[Tensor, "configs replicates"]
     loss_history: Float[Tensor, "logs configs replicates"]
