@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from replication.double_descent import experiments, figures
+from replication.double_descent.metrics import padded
 from replication.double_descent.sweep import TrainedDoubleDescent
 from replication.toy.metrics import angular_gaps_deg
 
@@ -57,6 +58,13 @@ def test_memorising_points_form_a_t_gon(dd_sweep, record):
     record.metric("mean data dimensionality", mean, expect="within 15% of m/T")
     record.metric("m/T", expected)
     record.metric("relative error", error, expect=f"<= {T_GON_TOLERANCE}")
+    if m == 2:
+        hidden = padded(dd_sweep.hidden, dd_sweep.sizes)
+        gaps = [angular_gaps_deg(hidden[i, :, :t]) for i, t in zip(index.tolist(), sizes, strict=True)]
+        record.metric("largest angular gap minus 360°/T",
+                      [float((g - 360 / len(g)).abs().max()) for g in gaps], unit="degrees")
+        record.note("A mean D_X near m/T also holds for any evenly spread cloud of T vectors; the "
+                    "angular gaps between consecutive training points say how regular the T-gon is.")
     describe(record, dd_sweep)
     record.figure(figures.geometry(dd_sweep), "geometry")
     record.figure(figures.dimensionalities(dd_sweep), "dimensionalities")
