@@ -164,6 +164,8 @@ def test_bad_inputs_name_the_accepted_values():
         pack(points, (4, 5), 1, 4)
     with pytest.raises(ValueError, match="accepted: relu"):
         PackedToyModel(1, 8, 2, activation="linear")
+    with pytest.raises(ValueError, match="2 instances × 8 features do not fit"):
+        PackedToyModel(3, 8, 2).loss_and_grads(pack(points, (4, 6), 1, 4), torch.ones(3, 8))
     with pytest.raises(ValueError, match="accepted: cpu, paper"):
         experiments.sweep("laptop", 0)
 

@@ -49,6 +49,9 @@ class PackedToyModel(ToyModel):
         if example_weight is not None:
             raise ValueError("packed training sets carry their own example weights; pass None")
         n_inst, m, n = self.W.shape
+        if (x.n_instances, x.n_features) != (n_inst, n):
+            raise ValueError(f"packed sets of {x.n_instances} instances × {x.n_features} features "
+                             f"do not fit a model of {n_inst} instances × {n} features")
         C, value = x.chunk_size, x.entry_value
         decoder = torch.cat([self.W, self.b], 1)  # (inst, m+1, feats): [W; b]
         owner_decoder = decoder[x.chunk_instance]  # (chunks, m+1, feats)
