@@ -35,6 +35,22 @@ def for_scale(table: Mapping[str, T], scale: str) -> T:
     return table[scale]
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """Seeds from ``"0-4"`` (a range, both ends included), ``"0,2,7"`` or ``"3"``."""
+    try:
+        if "-" in text.strip("-"):
+            low, high = (int(v) for v in text.split("-"))
+            seeds = tuple(range(low, high + 1))
+        else:
+            seeds = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"bad seeds {text!r}; accepted: a range '0-4', a list '0,2,7' or one "
+                         "seed '3' (non-negative, no repeats)")
+    return seeds
+
+
 def resolve_device(device: str) -> torch.device:
     """Map ``auto``/``cpu``/``cuda`` to a torch device; ``cuda`` without a GPU is an error."""
     check_choice("device", device, DEVICES)
@@ -53,6 +69,7 @@ class RunSettings:
         scale: one of :data:`SCALES`.
         device: the torch device every model trains and runs on.
         seed: the base seed; every configuration derives its own seed from it.
+        seeds: the seeds a robustness run repeats every claim for (``(seed,)`` otherwise).
         cache_dir: where trained artifacts are cached (safetensors + json).
         report_dir: where the report and its figures are written.
     """
@@ -62,3 +79,9 @@ class RunSettings:
     seed: int
     cache_dir: Path
     report_dir: Path
+    seeds: tuple[int, ...] = ()
+
+    @property
+    def robustness(self) -> bool:
+        """True when every claim runs once per seed of ``seeds``."""
+        return len(self.seeds) > 1

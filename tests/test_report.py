@@ -9,55 +9,99 @@ import pytest
 from replication.cache import ArtifactCache, config_hash
 from replication.report.records import to_jsonable
 
-FAKE_CLAIMS = '''
+FAKE_CLAIMS = """
 import pytest, matplotlib.pyplot as plt
-C = dict(paper="Fake 2024", statement="a statement")
+C = dict(paper="Fake 2024", section="Results", source="Fake 2024, §2, Figure 1",
+         quote="'It holds.'", statement="a statement")
 
 @pytest.mark.claim(id="fake.replicated", **C)
 def test_replicated(record):
-    record.metric("x", [1.0, 2.0], expect=">= 1")
+    record.check("x", [1.0, 2.0], ">=", "x_min")
     fig, ax = plt.subplots(); ax.plot([0, 1]); record.figure(fig, "line")
-    assert True
 
 @pytest.mark.claim(id="fake.not-replicated", **C)
 def test_not_replicated(record):
-    record.metric("y", 0.5, expect=">= 1")
-    assert 0.5 >= 1, "y below threshold"
+    record.check("y", 0.5, ">=", "y_min")
+    record.check("y in band", 0.5, "in", "band")
 
 @pytest.mark.claim(id="fake.divergence", **C)
-@pytest.mark.xfail(strict=True, reason="measured 0.3, paper 1.0")
 def test_divergence(record):
-    record.metric("z", 0.3, expect=">= 1")
-    assert 0.3 >= 1
+    record.check("z", 0.3, "≈", "z_target")
+
+@pytest.mark.claim(id="fake.crash-in-divergence", **C)
+def test_crash_in_divergence(record):
+    record.check("z", 0.3, "≈", "z_target")
+    raise KeyError("engine bug")
 
 @pytest.mark.claim(id="fake.not-run", **C)
 def test_not_run(record):
     pytest.skip("weights not available offline")
 
+@pytest.mark.claim(id="fake.judges-nothing", **C)
+def test_judges_nothing(record):
+    record.metric("w", 1.0)
+
 @pytest.mark.claim(id="fake.param", **C)
 @pytest.mark.parametrize("k", [1, 2])
 def test_param(record, k):
-    record.metric("k", k)
+    record.check("k", k, ">", "k_min")
 
 def test_plain_unit_test_is_not_a_claim():
     pass
-'''
+"""
+
+FAKE_EXPECTED = """
+fake.replicated:
+  x_min: {value: 1, provenance: paper, why: "§2 says at least 1"}
+fake.not-replicated:
+  y_min: {value: 1, provenance: derived, why: "2 × 0.5"}
+  band: {value: [0.4, 0.6], provenance: ours, why: "a band we chose"}
+fake.divergence:
+  z_target: {value: 1.0, tolerance: 0.1, provenance: paper, why: "§2: 1.0"}
+fake.crash-in-divergence:
+  z_target: {value: 1.0, tolerance: 0.1, provenance: paper, why: "§2: 1.0"}
+fake.param:
+  k_min: {value: 0, provenance: ours, why: "positive"}
+"""
+
+FAKE_REGISTER = """
+- claim: fake.divergence
+  scale: cpu
+  seeds: [0]
+  holds_for: [1]
+  measured: "seed 0: z = 0.3"
+  lift: "more steps"
+- claim: fake.crash-in-divergence
+  scale: cpu
+  seeds: [0, 1]
+  measured: "seed 0: z = 0.3"
+  lift: "more steps"
+"""
 
 EXPECTED = {
     "fake.replicated": "replicated",
     "fake.not-replicated": "not replicated",
     "fake.divergence": "known divergence",
+    "fake.crash-in-divergence": "error",
     "fake.not-run": "not run",
+    "fake.judges-nothing": "error",
     "fake.param[1]": "replicated",
     "fake.param[2]": "replicated",
 }
 
 
-def run_fake_session(pytester: pytest.Pytester, *args: str) -> dict:
+def make_fake_suite(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_fake=FAKE_CLAIMS)
+    (pytester.path / "claims" / "expected").mkdir(parents=True, exist_ok=True)
+    (pytester.path / "claims" / "expected" / "fake.yaml").write_text(FAKE_EXPECTED)
+    (pytester.path / "claims" / "divergences.yaml").write_text(FAKE_REGISTER)
+
+
+def run_fake_session(pytester: pytest.Pytester, *args: str) -> dict:
+    make_fake_suite(pytester)
     result = pytester.runpytest_subprocess("-p", "replication.report.plugin", "--report-dir",
                                            "out", "-p", "no:cacheprovider", *args)
-    result.assert_outcomes(passed=4, failed=1, skipped=1, xfailed=1)
+    result.assert_outcomes(passed=4, failed=3, skipped=1, xfailed=1)
     out = pytester.path / "out"
     assert (out / "claims.md").exists() and (out / "index.html").exists()
     return json.loads((out / "claims.json").read_text())
@@ -71,17 +115,46 @@ def test_report_serial_and_xdist_agree(pytester: pytest.Pytester):
     serial = run_fake_session(pytester)
     assert {c["id"]: c["verdict"] for c in serial["claims"]} == EXPECTED
     by_id = {c["id"]: c for c in serial["claims"]}
-    assert by_id["fake.divergence"]["reason"] == "measured 0.3, paper 1.0"
+    assert by_id["fake.divergence"]["reason"].startswith("seed 0: z = 0.3")
+    assert by_id["fake.divergence"]["divergence"]["holds_for"] == [1]
+    assert "KeyError" in by_id["fake.crash-in-divergence"]["reason"]
+    assert "judged nothing" in by_id["fake.judges-nothing"]["reason"]
     assert by_id["fake.not-run"]["reason"] == "weights not available offline"
-    assert "y below threshold" in by_id["fake.not-replicated"]["reason"]
-    assert by_id["fake.replicated"]["metrics"][0] == {"name": "x", "value": [1.0, 2.0],
-                                                     "expect": ">= 1", "unit": None}
+    assert "y = 0.5 is not >= 1" in by_id["fake.not-replicated"]["reason"]
+    assert "y in band" not in by_id["fake.not-replicated"]["reason"]  # 0.5 is inside [0.4, 0.6]
+    check = by_id["fake.replicated"]["metrics"][0]
+    assert check["value"] == [1.0, 2.0] and check["check"]["provenance"] == "paper"
+    assert check["check"]["passed"] and check["check"]["describe"] == ">= 1"
+    assert by_id["fake.replicated"]["quote"] == "'It holds.'"
     figure = by_id["fake.replicated"]["figures"][0]
     assert (pytester.path / "out" / figure).exists()
     html = (pytester.path / "out" / "index.html").read_text()
     assert "known divergence" in html and figure in html and "http" not in html
     parallel = run_fake_session(pytester, "-n", "2")
     assert comparable(parallel) == comparable(serial)
+
+
+def test_register_entry_applies_only_to_its_seeds(pytester: pytest.Pytester):
+    """Seed 1 is registered to hold: the claim is judged plainly, and its failure would be red."""
+    make_fake_suite(pytester)
+    result = pytester.runpytest_subprocess("-p", "replication.report.plugin", "--report-dir", "out",
+                                           "-p", "no:cacheprovider", "--seed", "1",
+                                           "-k", "test_divergence")
+    result.assert_outcomes(failed=1)
+
+
+def test_claim_with_its_own_xfail_mark_is_refused(pytester: pytest.Pytester):
+    make_fake_suite(pytester)
+    pytester.makepyfile(test_own_xfail="""
+import pytest
+@pytest.mark.claim(id="fake.own", paper="P", section="S", source="S", quote="q", statement="s")
+@pytest.mark.xfail(strict=True, reason="untracked")
+def test_own(record):
+    record.check("x", 1, ">=", "x_min")
+""")
+    result = pytester.runpytest_subprocess("-p", "replication.report.plugin", "test_own_xfail.py")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*declared in the register*"])
 
 
 def test_bad_options_name_accepted_values(pytester: pytest.Pytester):

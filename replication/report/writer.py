@@ -23,6 +23,7 @@ COLOURS = {
     "replicated": "#1a7f37",
     "not replicated": "#cf222e",
     "known divergence": "#9a6700",
+    "seed-dependent": "#bc4c00",
     "unexpected pass": "#8250df",
     "not run": "#6e7781",
     "error": "#cf222e",
@@ -98,11 +99,14 @@ def render_markdown(doc: dict) -> str:
         if c["reason"]:
             lines += ["", f"> {c['reason']}"]
         if c["metrics"]:
-            lines += ["", "| metric | value | expected |", "|---|---|---|"]
+            lines += ["", "| metric | value | threshold | provenance | holds |", "|---|---|---|---|---|"]
             for m in c["metrics"]:
                 unit = f" {m['unit']}" if m.get("unit") else ""
                 value = format_value(m["value"]).replace("|", "\\|")
-                lines.append(f"| {m['name']} | {value}{unit} | {m['expect'] or ''} |")
+                check = m.get("check") or {}
+                lines.append(f"| {m['name']} | {value}{unit} | {check.get('describe', '')} | "
+                             f"{check.get('provenance', '')} | "
+                             f"{'' if not check else ('yes' if check['passed'] else '**no**')} |")
         lines += [""] + [f"- {n}" for n in c["notes"]] if c["notes"] else []
         lines += [f"![{c['id']}]({f})" for f in c["figures"]]
         lines.append(f"\nseeds {c['seeds']}, scale {c['scale']}, device {c['device']}, "
@@ -137,7 +141,8 @@ def render_html(doc: dict) -> str:
     for c in doc["claims"]:
         metrics = "".join(
             f"<tr><td>{e(m['name'])}</td><td>{e(format_value(m['value']))}"
-            f"{' ' + e(m['unit']) if m.get('unit') else ''}</td><td>{e(m['expect'] or '')}</td></tr>"
+            f"{' ' + e(m['unit']) if m.get('unit') else ''}</td>"
+            f"<td>{e((m.get('check') or {}).get('describe', ''))}</td></tr>"
             for m in c["metrics"]
         )
         cards.append(
