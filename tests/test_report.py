@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from replication.cache import ArtifactCache, config_hash
 from replication.report.records import to_jsonable
 
 FAKE_CLAIMS = """
@@ -162,41 +161,6 @@ def test_bad_options_name_accepted_values(pytester: pytest.Pytester):
     result = pytester.runpytest_subprocess("-p", "replication.report.plugin", "--scale", "huge")
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*invalid choice: 'huge' (choose from 'cpu', 'paper')*"])
-
-
-def test_cache_round_trip_and_build_once(tmp_path):
-    import torch
-
-    cache = ArtifactCache(tmp_path)
-    config = {"n": 3, "p": [0.1, 0.2]}
-    calls = []
-
-    def build():
-        calls.append(1)
-        return {"W": torch.arange(6.0).view(2, 3)}, {"loss": 0.5}
-
-    first = cache.get_or_build("kind", config, build)
-    second = cache.get_or_build("kind", config, build)
-    assert len(calls) == 1
-    assert torch.equal(first[0]["W"], second[0]["W"]) and second[1] == {"loss": 0.5}
-    assert config_hash(config) == config_hash({"p": [0.1, 0.2], "n": 3})
-
-
-def test_interrupted_write_leaves_no_entry(tmp_path, monkeypatch):
-    import torch
-
-    import replication.cache
-
-    def write_half_then_die(tensors, path):
-        path.write_bytes(b"half a file")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(replication.cache, "save_file", write_half_then_die)
-    cache = ArtifactCache(tmp_path)
-    with pytest.raises(KeyboardInterrupt):
-        cache.get_or_build("kind", {"a": 1}, lambda: ({"x": torch.zeros(2)}, {}))
-    assert cache.load("kind", {"a": 1}) is None
-    assert not any(p.is_dir() for p in (tmp_path / "kind").iterdir())  # no temp folder left
 
 
 def test_to_jsonable_handles_tensors_and_nan():
