@@ -107,7 +107,11 @@ def run_fake_session(pytester: pytest.Pytester, *args: str) -> dict:
 
 
 def comparable(report: dict) -> list[dict]:
-    return [{k: v for k, v in c.items() if k != "runtime_s"} for c in report["claims"]]
+    """Claims without what differs between two runs of the same thing (times, timestamps)."""
+    timing = ("runtime_s", "training_s", "artifacts")
+    return [{**{k: v for k, v in c.items() if k != "run"},
+             "per_seed": [{k: v for k, v in s.items() if k not in timing} for s in c["per_seed"]]}
+            for c in report["claims"]]
 
 
 def test_report_serial_and_xdist_agree(pytester: pytest.Pytester):
@@ -121,16 +125,77 @@ def test_report_serial_and_xdist_agree(pytester: pytest.Pytester):
     assert by_id["fake.not-run"]["reason"] == "weights not available offline"
     assert "y = 0.5 is not >= 1" in by_id["fake.not-replicated"]["reason"]
     assert "y in band" not in by_id["fake.not-replicated"]["reason"]  # 0.5 is inside [0.4, 0.6]
-    check = by_id["fake.replicated"]["metrics"][0]
+    check = by_id["fake.replicated"]["per_seed"][0]["metrics"][0]
     assert check["value"] == [1.0, 2.0] and check["check"]["provenance"] == "paper"
     assert check["check"]["passed"] and check["check"]["describe"] == ">= 1"
     assert by_id["fake.replicated"]["quote"] == "'It holds.'"
-    figure = by_id["fake.replicated"]["figures"][0]
+    figure = by_id["fake.replicated"]["per_seed"][0]["figures"][0]
     assert (pytester.path / "out" / figure).exists()
     html = (pytester.path / "out" / "index.html").read_text()
     assert "known divergence" in html and figure in html and "http" not in html
     parallel = run_fake_session(pytester, "-n", "2")
     assert comparable(parallel) == comparable(serial)
+
+
+def test_partial_run_keeps_the_other_claims(pytester: pytest.Pytester):
+    """Rerunning one claim updates its entry; the others and their figures stay, marked with
+    their run; a claim whose test is gone leaves the report."""
+    first = run_fake_session(pytester)
+    pytester.runpytest_subprocess("-p", "replication.report.plugin", "--report-dir", "out",
+                                  "-p", "no:cacheprovider", "-k", "test_not_replicated")
+    second = json.loads((pytester.path / "out" / "claims.json").read_text())
+    assert {c["id"] for c in second["claims"]} == set(EXPECTED)
+    runs = {c["id"]: c["run"] for c in second["claims"]}
+    old = {c["id"]: c["run"] for c in first["claims"]}
+    assert runs["fake.replicated"] == old["fake.replicated"]
+    figure = next(c for c in second["claims"] if c["id"] == "fake.replicated")["per_seed"][0]["figures"][0]
+    assert (pytester.path / "out" / figure).exists()
+    source = (pytester.path / "test_fake.py").read_text()
+    (pytester.path / "test_fake.py").write_text(source.replace("def test_param(", "def test_renamed("))
+    pytester.runpytest_subprocess("-p", "replication.report.plugin", "--report-dir", "out",
+                                  "-p", "no:cacheprovider", "-k", "test_replicated")
+    third = json.loads((pytester.path / "out" / "claims.json").read_text())
+    assert "fake.param[1]" not in {c["id"] for c in third["claims"]}
+
+
+ROBUST_CLAIM = """
+import pytest
+C = dict(paper="Fake 2024", section="Results", source="S", quote="q", statement="s")
+
+@pytest.mark.claim(id="fake.seedy", **C)
+def test_seedy(record, seed):
+    record.check("seed parity", seed % 2, "==", "even")
+
+@pytest.mark.claim(id="fake.always", **C)
+def test_always(record, seed):
+    record.check("one", 1, "==", "one")
+
+@pytest.mark.claim(id="fake.offline", **C)
+def test_offline(record):
+    pytest.skip("model X: weights not in the local hub cache")
+"""
+
+
+def test_robustness_run_reports_k_of_n(pytester: pytest.Pytester):
+    pytester.makepyfile(test_robust=ROBUST_CLAIM)
+    (pytester.path / "claims" / "expected").mkdir(parents=True)
+    (pytester.path / "claims" / "expected" / "fake.yaml").write_text(
+        "fake.seedy:\n  even: {value: 0, provenance: ours, why: w}\n"
+        "fake.always:\n  one: {value: 1, provenance: ours, why: w}\n")
+    (pytester.path / "claims" / "divergences.yaml").write_text(
+        "- {claim: fake.seedy, scale: cpu, seeds: [1, 3], holds_for: [0, 2], measured: m, lift: l}\n")
+    result = pytester.runpytest_subprocess("-p", "replication.report.plugin", "--report-dir", "out",
+                                           "-p", "no:cacheprovider", "--seeds", "0-3", "-n", "2")
+    result.assert_outcomes(passed=6, xfailed=2, skipped=4)
+    report = json.loads((pytester.path / "out" / "claims.json").read_text())
+    by_id = {c["id"]: c for c in report["claims"]}
+    assert by_id["fake.seedy"]["verdict"] == "seed-dependent"
+    assert (by_id["fake.seedy"]["held"], by_id["fake.seedy"]["judged"]) == (2, 4)
+    assert [s["seed"] for s in by_id["fake.seedy"]["per_seed"]] == [0, 1, 2, 3]
+    assert by_id["fake.always"]["verdict"] == "replicated" and by_id["fake.always"]["held"] == 4
+    assert by_id["fake.offline"]["verdict"] == "not run"
+    page = (pytester.path / "out" / "index.html").read_text()
+    assert "held for 2 of 4 seeds" in page and page.count("weights not in the local hub") == 1
 
 
 def test_register_entry_applies_only_to_its_seeds(pytester: pytest.Pytester):

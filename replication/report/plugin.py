@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib
@@ -27,6 +28,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from replication.cache import BUILD_LOG  # noqa: E402
 from replication.report.divergences import DivergenceRegister  # noqa: E402
 from replication.report.expected import ExpectedValues  # noqa: E402
 from replication.report.records import ClaimRecord  # noqa: E402
@@ -43,11 +45,15 @@ from replication.settings import (  # noqa: E402
 CLAIM_KEY = "replication.claim"
 RECORD_KEY = "replication.record"
 OUTCOME_KEY = "replication.outcome"
+ARTIFACTS_KEY = "replication.artifacts"
 CLAIM_FIELDS = ("id", "paper", "section", "source", "quote", "statement")
 record_key = pytest.StashKey[ClaimRecord]()
 settings_key = pytest.StashKey[RunSettings]()
 expected_key = pytest.StashKey[ExpectedValues]()
 register_key = pytest.StashKey[DivergenceRegister]()
+# Artifacts (cache builds and loads) requested while each fixture was last set up, by fixture
+# name: a fixture has one live instance at a time, so this is the instance the next test uses.
+FIXTURE_ARTIFACTS: dict[str, list[dict]] = {}
 
 
 class ClaimProtocolError(Exception):
@@ -197,6 +203,28 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest):
+    """Note which cached artifacts this fixture built (and how long it took) or loaded."""
+    start = len(BUILD_LOG)
+    try:
+        return (yield)
+    finally:
+        FIXTURE_ARTIFACTS[fixturedef.argname] = [
+            {"fixture": fixturedef.argname, **asdict(e)} for e in BUILD_LOG[start:]]
+
+
+def artifacts_of(item: pytest.Item) -> list[dict]:
+    """The artifacts the test's fixtures built or loaded, once each."""
+    seen, found = set(), []
+    for name in item.fixturenames:
+        for artifact in FIXTURE_ARTIFACTS.get(name, []):
+            if artifact["key"] not in seen:
+                seen.add(artifact["key"])
+                found.append({**artifact, "seconds": round(artifact["seconds"], 2)})
+    return found
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     """After a claim's body returns: fail it on any check that did not hold."""
     result = yield
@@ -227,6 +255,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         "assertion": excinfo is not None and excinfo.errisinstance(AssertionError),
         "xfail_expected": item.get_closest_marker("xfail") is not None,
     }))
+    report.user_properties.append((ARTIFACTS_KEY, artifacts_of(item)))
     return report
 
 
@@ -277,10 +306,13 @@ class ReportCollector:
         entry = self.claims.setdefault(report.nodeid, {
             **props[CLAIM_KEY], "nodeid": report.nodeid, "runtime_s": 0.0,
             "verdict": None, "reason": "", "seeds": [], "metrics": [], "figures": [], "notes": [],
+            "artifacts": [],
         })
         entry["runtime_s"] += report.duration
         if RECORD_KEY in props:
             entry.update(props[RECORD_KEY])
+        if ARTIFACTS_KEY in props:
+            entry["artifacts"] = props[ARTIFACTS_KEY]
         if report.when == "call" or (report.when == "setup" and not report.passed) or (
             report.when == "teardown" and report.failed and entry["verdict"] != "error"
         ):
@@ -288,4 +320,4 @@ class ReportCollector:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.claims:
-            write_report(list(self.claims.values()), self.settings)
+            write_report(list(self.claims.values()), self.settings, session.config.rootpath)
