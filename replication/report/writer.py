@@ -80,7 +80,7 @@ def aggregate(entries: list[dict], run: str) -> list[dict]:
     for entry in entries:
         grouped.setdefault(entry["id"], []).append(entry)
     claims = []
-    for claim_id, runs in grouped.items():
+    for runs in grouped.values():
         runs.sort(key=lambda e: e["seed"])
         first = runs[0]
         per_seed = [{
@@ -315,7 +315,7 @@ def render_card(c: dict) -> str:
         f"<td>{e(check['provenance']) + '<div class=why>' + e(check['why']) + '</div>' if check else ''}"
         "</td>" + "".join(f"<td>{html_cell(v)}</td>" for v in cells) + "</tr>"
         for name, check, unit, cells in metric_rows(c))
-    table = (f"<table><tr><th>metric</th><th>threshold</th><th>provenance</th>"
+    table = ("<table><tr><th>metric</th><th>threshold</th><th>provenance</th>"
              + "".join(f"<th>{e(h)}</th>" for h in header) + f"</tr>{rows}</table>") if rows else ""
     register = ""
     if c["divergence"]:
