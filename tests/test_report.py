@@ -234,3 +234,27 @@ def test_to_jsonable_handles_tensors_and_nan():
 
     assert to_jsonable(torch.tensor([1.5, float("nan")])) == [1.5, None]
     assert to_jsonable(np.float32(0.25)) == 0.25 and to_jsonable({"a": (1, 2)}) == {"a": [1, 2]}
+
+
+def report_with(verdict: str, value: float, passed: bool) -> dict:
+    check = {"op": "≈", "tolerance": 0.1, "describe": "≈ 1 ± 0.1", "passed": passed}
+    return {"claims": [{"id": "c", "verdict": verdict, "per_seed": [
+        {"seed": 0, "metrics": [{"name": "x", "value": value, "check": check},
+                                {"name": "context", "value": value * 100}]}]}]}
+
+
+def test_report_diff_lists_changed_verdicts_and_moved_metrics(tmp_path, capsys):
+    from replication.report.__main__ import diff, main
+
+    lines, changed = diff(report_with("replicated", 1.0, True),
+                          report_with("not replicated", 1.3, False), rtol=0.05)
+    assert changed == 1 and lines[0] == "c: replicated -> not replicated"
+    assert any("no longer holds" in line for line in lines)
+    assert any("moved by 0.3" in line for line in lines)
+    assert diff(report_with("replicated", 1.0, True), report_with("replicated", 1.05, True),
+                rtol=0.05) == ([], 0)  # within the threshold's own tolerance; context ignored
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(report_with("replicated", 1.0, True)))
+    new.write_text(json.dumps(report_with("not replicated", 1.3, False)))
+    assert main(["diff", str(old), str(new), "--fail-on-change"]) == 1
+    assert "1 verdict change(s)" in capsys.readouterr().out

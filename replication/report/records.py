@@ -116,6 +116,7 @@ class ClaimRecord:
         passed = threshold.holds(jsonable, op)
         self.metrics.append(Metric(name, jsonable, unit, {
             "key": key, "op": op, "threshold": to_jsonable(threshold.value),
+            "tolerance": threshold.tolerance,
             "describe": threshold.describe(op), "provenance": threshold.provenance,
             "why": threshold.why, "passed": passed,
         }))
