@@ -13,7 +13,7 @@ from sae_lens import SAE
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from replication.cache import ArtifactCache
-from replication.locality import hub
+from replication.locality import hub, sweep
 from replication.locality.__main__ import main
 from replication.locality.corpus import hub_texts, is_heldout, sample_windows, split_stdlib
 from replication.locality.entropy import positional_entropy
@@ -25,11 +25,14 @@ from replication.locality.presets import (
     resolve_layers,
 )
 from replication.locality.sweep import (
+    context_summary,
     corpus_stream,
     depth_sweep,
     depth_trend,
+    feature_means,
     influence_table,
     layer_summary,
+    leading,
     save_table,
 )
 
@@ -56,8 +59,9 @@ def attention_only_model(seed: int) -> HookedTransformer:
 
 def test_closed_form_on_attention_only_model():
     """With a hand-set attention pattern A, y_t = x_t + sum_t' A[t, t'] x_t' M (M = W_V W_O),
-    so d y_{N-1} / d x_t' = G_t' = A[N-1, t'] M + [t' = N-1] I, J_a(t') = |G_t' w_a|^2 and
-    R(t') = |G_t'|_F^2, where w_a is feature a's encoder column."""
+    so d y_{N-1} / d x_t' = G_t' = A[N-1, t'] M + [t' = N-1] I, J_a(t') = |G_t' w_a|^2 and,
+    for the reconstruction y~ = decode(encode(y)) with Jacobian K = d y~ / d y at the read-out,
+    R(t') = |G_t' K^T|_F^2, where w_a is feature a's encoder column."""
     model, sae = attention_only_model(0), relu_sae(D, 5, 1)
     g = torch.Generator().manual_seed(2)
     pattern = torch.rand(N, N, generator=g).tril()
@@ -69,12 +73,15 @@ def test_closed_form_on_attention_only_model():
     tokens = torch.randint(0, 11, (N,), generator=g)
     with model.hooks(fwd_hooks=[("blocks.0.attn.hook_pattern", set_pattern)]):
         (res,) = window_influence(model, {0: sae}, {0: "blocks.0.hook_resid_post"}, 0.0, tokens)
+        _, cache = model.run_with_cache(tokens[None])
+    y = cache["blocks.0.hook_resid_post"][0, -1].detach()
 
     M = model.W_V[0, 0] @ model.W_O[0, 0]                                # (D, D)
     G = pattern[-1][:, None, None] * M + torch.eye(D) * (torch.arange(N) == N - 1)[:, None, None]
     w = sae.W_enc[:, res.features].detach()                             # (D, k)
+    K = torch.autograd.functional.jacobian(lambda v: sae.decode(sae.encode(v)), y)  # (D, D)
     J = torch.einsum("tmn,nk->ktm", G, w).pow(2).sum(-1)                # (k, N)
-    R = G.pow(2).sum((1, 2))                                            # (N,)
+    R = torch.einsum("tmn,vn->tmv", G, K).pow(2).sum((1, 2))            # (N,)
     assert len(res.features) > 0
     torch.testing.assert_close(res.feature_influence, J.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(res.token_influence, R.detach(), rtol=1e-5, atol=1e-6)
@@ -194,13 +201,15 @@ def test_influence_table_summary_and_cache_round_trip(tmp_path):
     cache = ArtifactCache(tmp_path)
     table = depth_sweep(cache, loaded, "stdlib", n_windows=3, length=12, seed=0)
     assert list(table.columns) == ["preset", "corpus", "n_tokens", "layer", "window", "feature",
-                                   "activation", "H_pos", "token_H"]
+                                   "activation", "H_pos", "token_H", "frequency"]
+    events = table[table.feature >= 0]
+    assert ((events.frequency > 0) & (events.frequency <= 1)).all()
     assert set(table.layer) == {0, 1} and set(table.window) == {0, 1, 2}
     again = depth_sweep(cache, tiny_loaded_preset(), "stdlib", n_windows=3, length=12, seed=0)
     pd.testing.assert_frame_equal(table, again)
     summary = layer_summary(table)
     assert list(summary.index) == [0, 1]
-    assert set(depth_trend(summary)) == {"spearman", "rise_bits"}
+    assert set(depth_trend(summary)) == {"min_step_bits", "spearman", "rise_bits"}
     save_table(table, tmp_path / "t.csv")
     assert len(pd.read_csv(tmp_path / "t.csv")) == len(table)
 
@@ -211,3 +220,41 @@ def test_window_without_active_feature_keeps_its_token_entropy():
     table = influence_table(loaded, torch.randint(1, 50, (2, 12)), "stdlib", seed=0)
     assert (table.feature == -1).all() and table.H_pos.isna().all()
     assert table.token_H.notna().all() and len(table) == 4  # 2 windows x 2 layers
+
+
+def event_table(rows: list[tuple[int, int, int, int, float, float, float]]) -> pd.DataFrame:
+    """A hand-made influence table from (n_tokens, layer, window, feature, H_pos, token_H,
+    frequency) rows."""
+    table = pd.DataFrame(rows, columns=["n_tokens", "layer", "window", "feature", "H_pos",
+                                        "token_H", "frequency"])
+    return table.assign(activation=1.0, preset="p", corpus="c")
+
+
+def test_layer_summary_is_the_mean_over_leading_features_of_per_feature_means():
+    """Feature 0 (active twice, H 1 and 3) and feature 1 (H 4) are leading; feature 2 fires at
+    0.05% of positions and is left out; the token vector's entropy is 3.5 bits."""
+    table = event_table([(64, 0, 0, 0, 1.0, 3.5, 0.2), (64, 0, 1, 0, 3.0, 3.5, 0.2),
+                         (64, 0, 0, 1, 4.0, 3.5, 0.01), (64, 0, 1, 2, 0.0, 3.5, 0.0005)])
+    summary = layer_summary(table).loc[0]
+    assert summary.n_leading == 2 and summary.n_events == 4
+    assert summary.mean_H == pytest.approx(3.0)            # mean of (2, 4), not of events
+    assert summary.std_H == pytest.approx(math.sqrt(2))
+    assert summary.below_token == pytest.approx(0.5)       # feature 0 below 3.5, feature 1 not
+    assert summary.top20_H == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="context_summary"):
+        layer_summary(pd.concat([table, table.assign(n_tokens=32)]))
+
+
+def test_leading_keeps_the_most_frequent_up_to_the_cap(monkeypatch):
+    monkeypatch.setattr(sweep, "LEADING_TOP", 2)
+    table = event_table([(64, 0, 0, f, float(f), 2.0, 0.01 * (f + 1)) for f in range(4)])
+    assert list(leading(feature_means(table)).index.get_level_values("feature")) == [3, 2]
+
+
+def test_context_summary_follows_the_longest_windows_leading_features():
+    """Feature 5 is leading at N=64 only, feature 6 at N=8 only: each N's mean is over the
+    N=64 set (feature 5), whatever is frequent at shorter N."""
+    table = event_table([(8, 2, 0, 5, 1.0, 2.0, 0.0001), (8, 2, 0, 6, 3.0, 2.0, 0.5),
+                         (64, 2, 0, 5, 2.0, 2.0, 0.3), (64, 2, 1, 6, 5.0, 2.0, 0.0001)])
+    curves = context_summary(table)
+    assert curves.loc[8, 2] == pytest.approx(1.0) and curves.loc[64, 2] == pytest.approx(2.0)

@@ -1,15 +1,17 @@
-"""Influence of input positions on SAE features and on the residual vector.
+"""Influence of input positions on SAE features and on the reconstructed token vector.
 
 For a window of N tokens, x[t', mu] is the residual stream entering block 0 (token plus
 positional embedding; ``blocks.0.hook_resid_pre``) and y = resid at the hooked layer and the
-read-out position t (the last one by default). For a feature a of f = SAE.encode(y)
+read-out position t (the last one by default). For f = SAE.encode(y) and the reconstruction
+y~ = SAE.decode(f) (sae-analysis, paper/paper.tex, eqs. influence_strength and
+token_influence)
 
-    J_a(t') = sum_mu (d f_a / d x[t', mu])^2          (feature influence)
-    R(t')   = sum_nu sum_mu (d y_nu / d x[t', mu])^2  (token-vector influence)
+    J_a(t') = sum_mu (d f_a / d x[t', mu])^2           (feature influence)
+    R(t')   = sum_nu sum_mu (d y~_nu / d x[t', mu])^2  (token-vector influence)
 
 One forward pass per window serves every layer; per layer, every active feature and every
-residual direction get their gradients from one batched backward (``torch.autograd.grad``
-with ``is_grads_batched=True``, a vmap over the backward pass), not one backward each.
+direction of y~ get their gradients from one batched backward (``torch.autograd.grad`` with
+``is_grads_batched=True``, a vmap over the backward pass), not one backward each.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ class LayerInfluence:
         features: indices of the SAE features active at the read-out (activation > threshold).
         activations: their activations, shape ``(k,)``.
         feature_influence: J, shape ``(k, pos)``: squared input-gradient norm per position.
-        token_influence: R, shape ``(pos,)``: the same for the whole residual vector.
+        token_influence: R, shape ``(pos,)``: the same for the reconstructed vector y~.
+        frequency: shape ``(d_sae,)``: at how many of the window's positions each feature is
+            active (the count behind the paper's activation frequency).
     """
 
     layer: int
@@ -42,6 +46,7 @@ class LayerInfluence:
     activations: Float[Tensor, " k"]
     feature_influence: Float[Tensor, "k pos"]
     token_influence: Float[Tensor, " pos"]
+    frequency: Int[Tensor, " d_sae"]
 
 
 def squared_input_gradients(
@@ -67,8 +72,8 @@ def squared_input_gradients(
 
 def read_out_cotangents(n_features: int, d_model: int, token_probes: int | None,
                         generator: torch.Generator | None) -> Float[Tensor, "m n_out"]:
-    """Cotangents on ``cat(active features, y)``: one-hot per feature, then the token vector's
-    rows: one-hot per residual direction (exact R), or ``token_probes`` Gaussian probes
+    """Cotangents on ``cat(active features, y~)``: one-hot per feature, then the token vector's
+    rows: one-hot per direction of y~ (exact R), or ``token_probes`` Gaussian probes
     scaled by 1/sqrt(probes) (the Hutchinson estimate of R, for wide models)."""
     if token_probes is None:
         return torch.eye(n_features + d_model)
@@ -109,11 +114,15 @@ def window_influence(
         )
         results = []
         for layer in layers:
-            y = captured[hooks[layer]][0, read_pos]
-            feats = saes[layer].encode(y)
+            resid = captured[hooks[layer]][0]                          # (pos, d_model)
+            with torch.no_grad():
+                frequency = (saes[layer].encode(resid) > threshold).sum(0)  # (d_sae,)
+            feats = saes[layer].encode(resid[read_pos])
             active = torch.nonzero(feats > threshold).flatten()
-            outputs = torch.cat([feats[active], y.to(feats.dtype)])
-            cot = read_out_cotangents(len(active), y.numel(), token_probes, generator)
+            reconstruction = saes[layer].decode(feats)
+            outputs = torch.cat([feats[active], reconstruction])
+            cot = read_out_cotangents(len(active), reconstruction.numel(), token_probes,
+                                      generator)
             grads = squared_input_gradients(outputs, captured["x"],
                                             cot.to(outputs.device, outputs.dtype),
                                             batched=batched, chunk=chunk)
@@ -122,5 +131,6 @@ def window_influence(
                 activations=feats[active].detach().float().cpu(),
                 feature_influence=grads[:len(active)].cpu(),
                 token_influence=grads[len(active):].sum(0).cpu(),
+                frequency=frequency.cpu(),
             ))
     return results

@@ -2,9 +2,17 @@
 
 The tidy table has one row per event (a feature active at a window's read-out position, at
 one layer): preset, corpus, n_tokens (window length N), layer, window, feature, activation,
-H_pos, and token_H, the entropy of the token vector at that window and layer. A window and
-layer without any active feature keeps one row with feature -1 and no H_pos, so its token-
-vector entropy still counts. Tables are cached (numeric columns as tensors) and saved as CSV.
+H_pos, token_H (the entropy of the reconstructed token vector at that window and layer) and
+frequency (the feature's activation frequency at that layer: the fraction of all positions of
+the sweep's windows where it is active). A window and layer without any active feature keeps
+one row with feature -1 and no H_pos, so its token-vector entropy still counts. Tables are
+cached (numeric columns as tensors) and saved as CSV.
+
+The statistics follow sae-analysis, paper/paper.tex, section 'Experimental setup': per
+feature, H_pos averaged over the windows where it is active; the *leading* features of a
+layer are those active at more than 0.1% of positions, at most the 500 most frequent; a
+layer's statistic is the mean (and standard deviation) over its leading features of their
+per-feature means.
 """
 
 from __future__ import annotations
@@ -35,9 +43,12 @@ from replication.locality.influence import window_influence
 from replication.locality.presets import LoadedPreset
 from replication.settings import check_choice
 
-NUMERIC_COLUMNS = ("n_tokens", "layer", "window", "feature", "activation", "H_pos", "token_H")
-TOP_FEATURES = 20
-TABLE_VERSION = 2  # part of every cached table's key: bump when the computation changes
+NUMERIC_COLUMNS = ("n_tokens", "layer", "window", "feature", "activation", "H_pos", "token_H",
+                   "frequency")
+LEADING_MIN_FREQUENCY = 1e-3  # paper.tex, 'Leading features': "exceeds 0.1%"
+LEADING_TOP = 500  # paper.tex, 'Leading features': "the top 500 features by activation frequency"
+TOP_FEATURES = 20  # paper.tex, Figure entropy_vs_depth: "the average entropy of the top-20 features"
+TABLE_VERSION = 3  # part of every cached table's key: bump when the computation changes
 
 
 def corpus_stream(loaded: LoadedPreset, corpus: str, heldout_percent: int = 10,
@@ -59,18 +70,25 @@ def influence_table(loaded: LoadedPreset, windows: Int[Tensor, "w pos"], corpus:
     layer, one batched backward per window); see the module docstring for the columns."""
     preset = loaded.preset
     generator = torch.Generator().manual_seed(seed)
-    rows = []
-    for w, tokens in enumerate(tqdm(windows, desc=f"H_pos {preset.name} N={windows.shape[1]}")):
+    n = windows.shape[1]
+    rows, counts = [], {}
+    for w, tokens in enumerate(tqdm(windows, desc=f"H_pos {preset.name} N={n}")):
         for res in window_influence(loaded.model, loaded.saes, loaded.hooks, preset.threshold,
                                     tokens, token_probes=preset.token_probes,
                                     chunk=preset.chunk, generator=generator):
+            counts[res.layer] = counts.get(res.layer, 0) + res.frequency
             token_h = positional_entropy(res.token_influence).item()
             h = positional_entropy(res.feature_influence).tolist()
             events = zip(res.features.tolist(), res.activations.tolist(), h, strict=True)
-            rows += [(windows.shape[1], res.layer, w, f, a, hf, token_h) for f, a, hf in events]
+            rows += [(n, res.layer, w, f, a, hf, token_h) for f, a, hf in events]
             if not len(res.features):
-                rows.append((windows.shape[1], res.layer, w, -1, np.nan, np.nan, token_h))
-    table = pd.DataFrame(rows, columns=list(NUMERIC_COLUMNS))
+                rows.append((n, res.layer, w, -1, np.nan, np.nan, token_h))
+    table = pd.DataFrame(rows, columns=list(NUMERIC_COLUMNS[:-1]))
+    frequency = np.full(len(table), np.nan)
+    for layer, count in counts.items():                          # count: (d_sae,) positions
+        at = ((table.layer == layer) & (table.feature >= 0)).to_numpy()
+        frequency[at] = count.numpy()[table.feature[at]] / windows.numel()
+    table["frequency"] = frequency
     return table.assign(preset=preset.name, corpus=corpus)[["preset", "corpus", *NUMERIC_COLUMNS]]
 
 
@@ -114,30 +132,67 @@ def context_sweep(cache: ArtifactCache, loaded: LoadedPreset, corpus: str,
     return cached_table(cache, "locality-table", key, build)
 
 
-def layer_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per layer: events, distinct features, mean H_pos over events, mean of per-feature mean
-    H_pos, mean H_pos of the 20 most frequent features, and mean token-vector entropy."""
+def feature_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (n_tokens, layer, feature): ``H`` (mean H_pos over the windows where the feature is
+    active at the read-out), ``events`` (how many) and ``frequency``, sorted by frequency
+    (highest first) within each (n_tokens, layer)."""
     events = table[table.feature >= 0]
-    per_feature = events.groupby(["layer", "feature"]).H_pos.agg(["mean", "size"])
+    means = events.groupby(["n_tokens", "layer", "feature"]).agg(
+        H=("H_pos", "mean"), events=("H_pos", "size"), frequency=("frequency", "first"))
+    order = means.reset_index().sort_values(["n_tokens", "layer", "frequency", "feature"],
+                                            ascending=[True, True, False, True])
+    return order.set_index(["n_tokens", "layer", "feature"])
 
-    def top(group: pd.DataFrame) -> float:
-        return group.nlargest(TOP_FEATURES, "size")["mean"].mean()
 
+def leading(means: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`feature_means` that are leading features: activation frequency above
+    ``LEADING_MIN_FREQUENCY``, the ``LEADING_TOP`` most frequent per (n_tokens, layer)."""
+    frequent = means[means.frequency > LEADING_MIN_FREQUENCY]
+    return frequent.groupby(level=["n_tokens", "layer"], group_keys=False).head(LEADING_TOP)
+
+
+def layer_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per layer of a one-N table: leading features (``n_leading``), events, the mean and the
+    standard deviation over leading features of their mean H_pos (``mean_H``, ``std_H``),
+    the mean of the ``TOP_FEATURES`` most frequent (``top20_H``), the token-vector entropy
+    averaged over windows (``token_H``) and the fraction of leading features whose mean is
+    below it (``below_token``)."""
+    if table.n_tokens.nunique() != 1:
+        raise ValueError(f"layer_summary takes a table of one window length; got N = "
+                         f"{sorted(table.n_tokens.unique())} (use context_summary)")
+    lead = leading(feature_means(table)).droplevel("n_tokens")
     token = table.drop_duplicates(["layer", "window"]).groupby("layer").token_H.mean()
+    by_layer = lead.groupby(level="layer")
     return pd.DataFrame({
-        "n_events": events.groupby("layer").size(),
-        "n_features": per_feature.groupby("layer").size(),
-        "mean_H": events.groupby("layer").H_pos.mean(),
-        "feature_mean_H": per_feature.groupby("layer")["mean"].mean(),
-        "top20_H": per_feature.groupby("layer").apply(top),
+        "n_leading": by_layer.size(),
+        "n_events": table[table.feature >= 0].groupby("layer").size(),
+        "mean_H": by_layer.H.mean(),
+        "std_H": by_layer.H.std(),
+        "top20_H": by_layer.H.apply(lambda h: h.head(TOP_FEATURES).mean()),
         "token_H": token,
+        "below_token": (lead.H < token.reindex(lead.index.get_level_values("layer")).to_numpy())
+        .groupby(level="layer").mean(),
     })
 
 
+def context_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean H_pos per (n_tokens, layer) over one fixed set of features per layer: the leading
+    features of the longest windows (the most positions to count frequencies on), each
+    averaged over the windows where it is active at the read-out (paper.tex, Figure
+    entropy_vs_batchsize: 'Each curve corresponds to one leading feature')."""
+    means = feature_means(table)
+    longest = leading(means).xs(table.n_tokens.max(), level="n_tokens")
+    keep = pd.MultiIndex.from_arrays([means.index.get_level_values("layer"),
+                                      means.index.get_level_values("feature")]).isin(longest.index)
+    return means[keep].groupby(level=["n_tokens", "layer"]).H.mean().unstack("layer")
+
+
 def depth_trend(summary: pd.DataFrame) -> dict[str, float]:
-    """Spearman rho of (layer, mean H_pos) and the last-minus-first-layer rise in bits."""
-    rho = spearmanr(summary.index, summary.mean_H).statistic
-    return {"spearman": float(rho),
+    """How the layer statistic moves with depth: the smallest step between consecutive layers
+    (> 0 for a strictly monotone rise), Spearman rho and the last-minus-first rise, in bits."""
+    steps = np.diff(summary.mean_H.to_numpy())
+    return {"min_step_bits": float(steps.min()),
+            "spearman": float(spearmanr(summary.index, summary.mean_H).statistic),
             "rise_bits": float(summary.mean_H.iloc[-1] - summary.mean_H.iloc[0])}
 
 
