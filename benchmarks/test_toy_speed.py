@@ -8,8 +8,6 @@ the ratio is reported, never asserted (run with ``--benchmark-enable`` to time i
 
 from __future__ import annotations
 
-import time
-
 import einops
 import torch
 
@@ -47,23 +45,8 @@ def engine_training(steps: int, seed: int = 0) -> None:
     train_sweep(sweep)
 
 
-def best_seconds(run, steps: int, rounds: int = 3) -> float:
-    run(10)  # warm-up: allocator, kernels
-    timings = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run(steps)
-        timings.append(time.perf_counter() - start)
-    return min(timings)
-
-
-def test_engine_against_naive_loop(benchmark):
-    naive = best_seconds(naive_training, STEPS)
-    engine = best_seconds(engine_training, STEPS)
-    ratio = naive / engine
-    benchmark.extra_info.update(naive_ms_per_step=1e3 * naive / STEPS,
-                                engine_ms_per_step=1e3 * engine / STEPS, speedup=ratio)
-    print(f"\nTMS basic sweep, {STEPS} steps: naive {1e3 * naive / STEPS:.2f} ms/step, "
-          f"engine {1e3 * engine / STEPS:.2f} ms/step, speed-up {ratio:.1f}x "
-          f"({torch.get_num_threads()} threads)")
+def test_engine_against_naive_loop(benchmark, speed):
+    naive = speed.best_seconds(lambda: naive_training(STEPS), warmup=lambda: naive_training(10))
+    engine = speed.best_seconds(lambda: engine_training(STEPS), warmup=lambda: engine_training(10))
+    speed.ratio("TMS basic sweep, engine vs naive loop", naive, engine, per=STEPS, unit="step")
     benchmark.pedantic(engine_training, args=(STEPS,), rounds=1, iterations=1)
