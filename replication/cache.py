@@ -166,6 +166,7 @@ class ArtifactCache:
         config: Mapping[str, Any],
         build: Callable[[], tuple[Tensors, Mapping]],
         upstream: Sequence[str] = (),
+        code: str | None = None,
     ) -> tuple[Tensors, dict]:
         """Return the cached entry, building and saving it first if it is missing.
 
@@ -175,8 +176,9 @@ class ArtifactCache:
             build: returns ``(tensors, meta)``; ``meta`` must be JSON-serialisable. Its module
                 (and what that imports) versions the entry.
             upstream: keys (:meth:`key`) of the artifacts this one is built from.
+            code: the module that versions the entry, when it is not ``build``'s own.
         """
-        key = self.key(config, build, upstream)
+        key = self.key(config, code or build, upstream)
         self.root.mkdir(parents=True, exist_ok=True)
         lock_dir = self.root / ".locks"
         lock_dir.mkdir(exist_ok=True)

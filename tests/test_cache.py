@@ -96,3 +96,41 @@ def test_interrupted_write_leaves_no_entry(tmp_path, monkeypatch):
         cache.get_or_build("kind", {"a": 1}, build_w)
     assert cache.load("kind", ArtifactCache.key({"a": 1}, build_w)) is None
     assert not any(p.is_dir() for p in (tmp_path / "kind").iterdir())  # no temp folder left
+
+
+class Doubler:
+    """A minimal artifact config of the protocol in replication.artifact."""
+
+    kind = "doubler"
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def to_dict(self):
+        return {"n": self.n}
+
+    def train(self, device):
+        return Doubled(self, torch.arange(self.n, device=device) * 2.0)
+
+    def from_tensors(self, tensors, meta):
+        return Doubled(self, tensors["y"])
+
+
+class Doubled:
+    def __init__(self, config, y):
+        self.config, self.y = config, y
+
+    def tensors(self):
+        return {"y": self.y}
+
+
+def test_load_or_train_keys_by_config_code_and_upstream(tmp_path):
+    from replication.artifact import load_or_train
+
+    cache = ArtifactCache(tmp_path)
+    base = load_or_train(Doubler(3), cache, "cpu")
+    again = load_or_train(Doubler(3), cache, "cpu")
+    assert torch.equal(base.y, again.y) and base.cache_key == again.cache_key
+    downstream = load_or_train(Doubler(2), cache, "cpu", upstream=[base])
+    assert downstream.cache_key != load_or_train(Doubler(2), cache, "cpu").cache_key
+    assert replication.cache.BUILD_LOG[-1].built  # a different upstream is a different entry
