@@ -47,10 +47,10 @@ def one_thread():
 
 
 def batched_sweep(config, points) -> None:
-    """The suite's way: every (T, replicate) an instance of one packed model, one loop."""
+    """The suite's way: every (training set, replicate) an instance of one packed model, one loop."""
     n = config.n_features
     model = PackedToyModel(config.n_instances, n, config.n_hidden, generator=seeded())
-    packed = pack(points, config.train_sizes, config.replicates, config.chunk_size)
+    packed = pack(points, config.set_sizes, config.replicates, config.chunk_size)
     importance = torch.full((config.n_instances, n), 1.0 / n)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr,
                                   weight_decay=config.train.weight_decay, fused=True)
@@ -62,9 +62,10 @@ def batched_sweep(config, points) -> None:
 
 
 def per_t_loop(config, points) -> None:
-    """The textbook way: a fresh model per T (its replicates as instances), dense x, autograd."""
+    """The textbook way: a fresh model per training set (its replicates as instances), dense x,
+    autograd."""
     n, first = config.n_features, 0
-    for size in config.train_sizes:
+    for size in config.set_sizes:
         x = points.dense(first, first + size).expand(config.replicates, -1, -1)
         first += size
         model = ToyModel(config.replicates, n, config.n_hidden, generator=seeded())
@@ -83,7 +84,7 @@ def per_t_loop(config, points) -> None:
 def test_batched_sweep_against_a_per_t_loop(benchmark):
     config = experiments.sweep("cpu", 0)
     config = replace(config, train=replace(config.train, steps=STEPS, warmup_steps=STEPS // 10))
-    points = draw_points(sum(config.train_sizes), config.n_features, config.feature_probability,
+    points = draw_points(sum(config.set_sizes), config.n_features, config.feature_probability,
                          seeded())
 
     def compare():

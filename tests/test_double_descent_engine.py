@@ -136,7 +136,8 @@ def test_the_all_zero_predictor_scores_the_mean_squared_input():
 
 def tiny_sweep(seed: int) -> DoubleDescentSweep:
     return DoubleDescentSweep(n_features=40, n_hidden=2, feature_probability=0.1,
-                              train_sizes=(3, 6, 30), replicates=2, test_size=500, chunk_size=8,
+                              train_sizes=(3, 6, 30), datasets=2, replicates=2, test_size=500,
+                              chunk_size=8,
                               train=replace(DD_TRAIN, steps=60, warmup_steps=5), seed=seed)
 
 
@@ -153,7 +154,19 @@ def test_same_seed_gives_the_same_numbers_bit_for_bit():
 def test_training_lowers_the_loss_of_every_instance():
     run = train_double_descent(tiny_sweep(0))
     assert torch.all(run.train_loss < run.loss_history[0])  # final loss below the mean over steps
-    assert run.hidden.shape == (39, 2)
+    assert run.hidden.shape == (2 * 39, 2)
+
+
+def test_each_t_gets_independent_training_sets_laid_out_t_major():
+    config = tiny_sweep(0)
+    assert config.set_sizes == (3, 3, 6, 6, 30, 30)
+    assert config.n_instances == 12
+    run = train_double_descent(config)
+    assert run.W.shape == (3, 2, 2, 40) and run.test_loss.shape == (3, 2)
+    assert run.data_dimensionality().shape == (3, 2, 30)
+    assert torch.all(run.data_dimensionality()[0, :, 3:] == 0)  # padding past T=3
+    first, second = run.hidden_columns()[2, 0], run.hidden_columns()[2, 1]
+    assert not torch.allclose(first, second)  # two draws of the 30 points, not one set twice
 
 
 def test_bad_inputs_name_the_accepted_values():

@@ -26,33 +26,36 @@ def _segments(ax, vectors: np.ndarray, colour: str) -> None:
     ax.set_yticks([])
 
 
-def geometry(run: TrainedDoubleDescent) -> Figure:
-    """(a) Feature directions W_i (top), training points' hidden vectors h = W x (bottom), per T."""
+def geometry(run: TrainedDoubleDescent, dataset: int = 0) -> Figure:
+    """(a) Feature directions W_i (top), training points' hidden vectors h = W x (bottom), per T,
+    for training set ``dataset`` of each T."""
     sizes = run.config.train_sizes
-    if run.W.shape[1] != 2:
-        raise ValueError(f"the geometry figure draws 2-D hidden spaces, got m={run.W.shape[1]}")
+    if run.config.n_hidden != 2:
+        raise ValueError(f"the geometry figure draws 2-D hidden spaces, got m={run.config.n_hidden}")
+    hidden = run.hidden_columns()[:, dataset]
     fig, axes = plt.subplots(2, len(sizes), figsize=(1.25 * len(sizes), 2.9))
-    first = np.cumsum([0, *sizes])
     for j, size in enumerate(sizes):
-        _segments(axes[0, j], run.W[j].numpy(), "tab:blue")
-        _segments(axes[1, j], run.hidden[first[j]:first[j + 1]].T.numpy(), "tab:red")
+        _segments(axes[0, j], run.W[j, dataset].numpy(), "tab:blue")
+        _segments(axes[1, j], hidden[j, :, :size].numpy(), "tab:red")
         axes[0, j].set_title(f"T={size}", fontsize=8)
     axes[0, 0].set_ylabel("features W", fontsize=8)
     axes[1, 0].set_ylabel("training h", fontsize=8)
-    fig.suptitle("Feature directions and training-point hidden vectors per training-set size")
+    fig.suptitle(f"Feature directions and training-point hidden vectors per T (training set {dataset})")
     return fig
 
 
 def dimensionalities(run: TrainedDoubleDescent) -> Figure:
-    """(b) Every feature's and every training point's dimensionality against T, with m/T."""
+    """(b) Every feature's and every training point's dimensionality against T (every training
+    set), with m/T."""
     sizes = np.array(run.config.train_sizes)
     m = run.config.n_hidden
     features, data = run.feature_dimensionality().numpy(), run.data_dimensionality().numpy()
     fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for j, size in enumerate(sizes):
-        ax_f.scatter(np.full(features.shape[1], size), features[j], s=6, alpha=0.4,
+        ax_f.scatter(np.full(features[j].size, size), features[j], s=6, alpha=0.4,
                      color="tab:blue")
-        ax_d.scatter(np.full(size, size), data[j, :size], s=6, alpha=0.4, color="tab:red")
+        ax_d.scatter(np.full(data[j, :, :size].size, size), data[j, :, :size], s=6, alpha=0.4,
+                     color="tab:red")
     ax_f.axhline(2 / 5, color="grey", lw=0.8, ls=":", label="2/5 (pentagon)")
     titles = ("feature dimensionality $D_i$", "data dimensionality $D_{X_i}$")
     for ax, title in zip((ax_f, ax_d), titles, strict=True):
@@ -66,14 +69,17 @@ def dimensionalities(run: TrainedDoubleDescent) -> Figure:
 
 
 def losses(runs: dict[str, TrainedDoubleDescent]) -> Figure:
-    """(c) Test and training loss against T with the all-zero predictor; right: test/zero ratio."""
+    """(c) Test and training loss against T (mean over training sets; dots: each set) with the
+    all-zero predictor; right: the test/zero ratio."""
     fig, (ax_l, ax_r) = plt.subplots(1, 2, figsize=(11, 4))
     for (label, run), colour in zip(runs.items(), COLOURS, strict=False):
-        sizes = run.config.train_sizes
-        ax_l.plot(sizes, run.test_loss, "o-", color=colour, label=f"test {label}")
-        ax_l.plot(sizes, run.kept_train_loss, "s--", color=colour, alpha=0.6,
+        sizes = np.array(run.config.train_sizes)
+        every = np.repeat(sizes, run.config.datasets)
+        ax_l.plot(sizes, run.test_loss.mean(1), "o-", color=colour, label=f"test {label}")
+        ax_l.plot(sizes, run.kept_train_loss.mean(1), "s--", color=colour, alpha=0.6,
                   label=f"train {label}")
-        ax_r.plot(sizes, run.test_over_zero, "o-", color=colour, label=f"test {label}")
+        ax_r.plot(sizes, run.test_over_zero.mean(1), "o-", color=colour, label=f"test {label}")
+        ax_r.scatter(every, run.test_over_zero.flatten(), s=8, alpha=0.4, color=colour)
     zero = float(next(iter(runs.values())).zero_loss)
     ax_l.axhline(zero, color="k", lw=1, ls=":", label="all-zero predictor")
     ax_r.axhline(1.0, color="k", lw=1, ls=":", label="all-zero predictor")
@@ -87,11 +93,14 @@ def losses(runs: dict[str, TrainedDoubleDescent]) -> Figure:
 
 
 def norms(run: TrainedDoubleDescent) -> Figure:
-    """(d) ‖W‖_F and ‖b‖ of the kept model against T."""
-    sizes = run.config.train_sizes
+    """(d) ‖W‖_F and ‖b‖ of the kept models against T (mean over training sets; dots: each set)."""
+    sizes = np.array(run.config.train_sizes)
+    every = np.repeat(sizes, run.config.datasets)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(sizes, run.weight_norm, "o-", label=r"$\|W\|_F$")
-    ax.plot(sizes, run.b.norm(dim=1), "s-", label=r"$\|b\|$")
+    for values, marker, label in ((run.weight_norm, "o", r"$\|W\|_F$"),
+                                  (run.bias_norm, "s", r"$\|b\|$")):
+        line, = ax.plot(sizes, values.mean(1), marker + "-", label=label)
+        ax.scatter(every, values.flatten(), s=8, alpha=0.4, color=line.get_color())
     ax.set_xscale("log")
     ax.set_xlabel("training-set size T")
     ax.set_ylabel("norm")

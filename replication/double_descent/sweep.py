@@ -1,9 +1,10 @@
 """One batched training run over every training-set size T, and what the claims read from it.
 
-Instances are laid out configuration-major (instance = T index · replicates + replicate); the
-replicates of a T share its training set and differ in initialisation. After training, the
-replicate with the lowest training loss is kept per T, as the paper does, and scored on one
-fresh test set shared by every T.
+Every T owns ``datasets`` independent training sets (the paper averages its test loss over
+several dataset seeds); every set is trained by ``replicates`` instances that differ only in
+initialisation. Instances are laid out T-major: instance = (T index · datasets + dataset) ·
+replicates + replicate. After training, the replicate with the lowest training loss is kept per
+training set and scored on one fresh test set shared by every T.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from replication.cache import ArtifactCache
@@ -40,7 +41,8 @@ class DoubleDescentSweep:
         n_hidden: m, hidden dimensions.
         feature_probability: 1 − S, probability that a feature is active.
         train_sizes: the T of each configuration.
-        replicates: instances per T (same training set, different initialisation); the one
+        datasets: independent training sets per T (each its own draw of T points).
+        replicates: instances per training set (same set, different initialisation); the one
             with the lowest training loss is kept.
         train: optimisation settings (full batch: ``batch_size`` is unused).
         test_size: points in the held-out test set shared by every T.
@@ -53,15 +55,21 @@ class DoubleDescentSweep:
     n_hidden: int
     feature_probability: float
     train_sizes: tuple[int, ...]
-    replicates: int
+    datasets: int
+    replicates: int = 1
     train: TrainConfig = field(default_factory=lambda: DD_TRAIN)
     test_size: int = 10_000
     chunk_size: int = 128
     seed: int = 0
 
     @property
+    def set_sizes(self) -> tuple[int, ...]:
+        """T of every training set, T-major (the ``datasets`` sets of a T are consecutive)."""
+        return tuple(t for t in self.train_sizes for _ in range(self.datasets))
+
+    @property
     def n_instances(self) -> int:
-        return len(self.train_sizes) * self.replicates
+        return len(self.set_sizes) * self.replicates
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,87 +77,102 @@ class DoubleDescentSweep:
 
 @dataclass
 class TrainedDoubleDescent:
-    """The kept model of every T and what was measured on it.
+    """The kept model of every training set and what was measured on it.
 
     Attributes:
-        W: ``(configs, hidden, feats)``; b: ``(configs, feats)``.
-        hidden: ``(Σ T, hidden)`` training points' hidden vectors under their T's kept model.
-        train_loss: ``(configs, replicates)`` final training loss of every replicate
+        W: ``(configs, datasets, hidden, feats)``; b: ``(configs, datasets, feats)``.
+        hidden: ``(Σ set sizes, hidden)`` training points' hidden vectors under their set's kept
+            model, sets in :attr:`DoubleDescentSweep.set_sizes` order.
+        train_loss: ``(configs, datasets, replicates)`` final training loss of every instance
             (mean over points and features).
-        test_loss: ``(configs,)`` test loss of the kept model (mean over points and features).
+        test_loss: ``(configs, datasets)`` test loss of each kept model (mean over points and
+            features).
         zero_loss: ``()`` test loss of the all-zero predictor on the same test set.
-        loss_history: ``(logs, configs, replicates)`` training loss per log interval.
+        loss_history: ``(logs, configs, datasets, replicates)`` training loss per log interval.
     """
 
     config: DoubleDescentSweep
-    W: Float[Tensor, "configs hidden feats"]
-    b: Float[Tensor, "configs feats"]
+    W: Float[Tensor, "configs datasets hidden feats"]
+    b: Float[Tensor, "configs datasets feats"]
     hidden: Float[Tensor, "points hidden"]
-    train_loss: Float[Tensor, "configs replicates"]
-    test_loss: Float[Tensor, " configs"]
+    train_loss: Float[Tensor, "configs datasets replicates"]
+    test_loss: Float[Tensor, "configs datasets"]
     zero_loss: Float[Tensor, ""]
-    loss_history: Float[Tensor, "logs configs replicates"]
+    loss_history: Float[Tensor, "logs configs datasets replicates"]
 
     def tensors(self) -> dict[str, Tensor]:
         return {k: getattr(self, k) for k in
                 ("W", "b", "hidden", "train_loss", "test_loss", "zero_loss", "loss_history")}
 
     @property
-    def sizes(self) -> torch.Tensor:
+    def sizes(self) -> Int[Tensor, " configs"]:
         return torch.tensor(self.config.train_sizes)
 
     @property
-    def kept_train_loss(self) -> Float[Tensor, " configs"]:
-        """Training loss of the kept replicate; a memorised set's loss, 0 up to rounding of the
+    def kept_train_loss(self) -> Float[Tensor, "configs datasets"]:
+        """Training loss of each kept model; a memorised set's loss, 0 up to rounding of the
         expanded square, is shown as 0."""
-        return self.train_loss.min(1).values.clamp_min(0)
+        return self.train_loss.min(-1).values.clamp_min(0)
 
     @property
-    def test_over_zero(self) -> Float[Tensor, " configs"]:
+    def test_over_zero(self) -> Float[Tensor, "configs datasets"]:
         """Test loss in units of the all-zero predictor's (above 1: worse than predicting 0)."""
         return self.test_loss / self.zero_loss
 
     @property
-    def weight_norm(self) -> Float[Tensor, " configs"]:
-        """‖W‖_F of the kept model."""
-        return self.W.norm(dim=(1, 2))
+    def weight_norm(self) -> Float[Tensor, "configs datasets"]:
+        """‖W‖_F of each kept model."""
+        return self.W.norm(dim=(-2, -1))
 
-    def data_dimensionality(self) -> Float[Tensor, "configs max_points"]:
+    @property
+    def bias_norm(self) -> Float[Tensor, "configs datasets"]:
+        """‖b‖ of each kept model."""
+        return self.b.norm(dim=-1)
+
+    def hidden_columns(self) -> Float[Tensor, "configs datasets hidden max_points"]:
+        """Each training set's hidden vectors as columns, zero-padded to the largest T."""
+        columns = padded(self.hidden, torch.tensor(self.config.set_sizes))
+        return columns.view(*self.W.shape[:2], *columns.shape[1:])
+
+    def data_dimensionality(self) -> Float[Tensor, "configs datasets max_points"]:
         """D_X of every training point, zero-padded past each T."""
-        return column_dimensionality(padded(self.hidden, self.sizes))
+        return column_dimensionality(self.hidden_columns())
 
-    def feature_dimensionality(self) -> Float[Tensor, "configs feats"]:
+    def feature_dimensionality(self) -> Float[Tensor, "configs datasets feats"]:
         """D_i of every feature of the kept models."""
         return column_dimensionality(self.W)
 
 
 def train_double_descent(config: DoubleDescentSweep, device: torch.device | str = "cpu"
                          ) -> TrainedDoubleDescent:
-    """Train every (T, replicate) instance in one loop; keep the best replicate per T."""
+    """Train every (T, training set, replicate) instance in one loop; keep the best replicate
+    per training set."""
     generator = torch.Generator(device).manual_seed(config.seed)
-    n, sizes = config.n_features, config.train_sizes
+    n, set_sizes = config.n_features, config.set_sizes
+    grid = (len(config.train_sizes), config.datasets)
     model = PackedToyModel(config.n_instances, n, config.n_hidden, generator=generator,
                            device=device)
-    points = draw_points(sum(sizes), n, config.feature_probability, generator)
+    points = draw_points(sum(set_sizes), n, config.feature_probability, generator)
     test = draw_points(config.test_size, n, config.feature_probability, generator)
-    packed = pack(points, sizes, config.replicates, config.chunk_size)
+    packed = pack(points, set_sizes, config.replicates, config.chunk_size)
     importance = torch.full((config.n_instances, n), 1.0 / n, device=device)
     history = train(model, lambda: (packed, None), importance, config.train,
                     description=f"double descent n={n} m={config.n_hidden} ×{config.n_instances}")
     final, _, _ = model.loss_and_grads(packed, importance)
-    final = final.view(len(sizes), config.replicates)
-    kept = torch.arange(len(sizes), device=device) * config.replicates + final.argmin(1)
+    final = final.view(len(set_sizes), config.replicates)
+    kept = torch.arange(len(set_sizes), device=device) * config.replicates + final.argmin(1)
     best = PackedToyModel.from_tensors(model.W.detach()[kept], model.b.detach()[kept], "relu")
     test_loss, zero_loss = held_out_losses(best, test)
+    hidden = hidden_vectors(best.W.detach(), points, torch.tensor(set_sizes, device=device))
     return TrainedDoubleDescent(
         config=config,
-        W=best.W.detach().cpu(),
-        b=best.b.detach()[:, 0].cpu(),
-        hidden=hidden_vectors(best.W.detach(), points, torch.tensor(sizes, device=device)).cpu(),
-        train_loss=final.cpu(),
-        test_loss=test_loss.cpu(),
+        W=best.W.detach().view(*grid, config.n_hidden, n).cpu(),
+        b=best.b.detach()[:, 0].view(*grid, n).cpu(),
+        hidden=hidden.cpu(),
+        train_loss=final.view(*grid, config.replicates).cpu(),
+        test_loss=test_loss.view(grid).cpu(),
         zero_loss=zero_loss.cpu(),
-        loss_history=history.view(-1, len(sizes), config.replicates).cpu(),
+        loss_history=history.view(-1, *grid, config.replicates).cpu(),
     )
 
 
