@@ -1,4 +1,4 @@
-"""Recovery, MMCS, extra latents, FVU and Procrustes similarity on constructed cases."""
+"""Recovery, MMCS, FVU and Procrustes similarity on constructed cases."""
 
 import numpy as np
 import pytest
@@ -54,17 +54,6 @@ def test_batched_metrics_match_per_instance(ground_truth):
     assert batched[1] == pytest.approx(metrics.recovery(cos[1], represented[1]))
 
 
-def test_extra_latents_dead_duplicate_or_stray(ground_truth):
-    """Latents: the 6 represented features, a copy of feature 0, a dead one, a mixture."""
-    mixture = (ground_truth[:, 0] + ground_truth[:, 1] + ground_truth[:, 2]).unsqueeze(1)
-    decoder = torch.cat([ground_truth[:, :6], ground_truth[:, :1], torch.ones(8, 1), mixture], 1).T
-    alive = torch.tensor([True] * 7 + [False, True])
-    cos = metrics.cosines(ground_truth, decoder).abs()
-    extra, harmless = metrics.extra_latents(cos, ground_truth.norm(dim=0) > 0.5, alive)
-    assert extra.tolist() == [False] * 6 + [True, True, True]
-    assert harmless.tolist() == [False] * 6 + [True, True, False]
-
-
 def test_firing_frequency_and_l0():
     acts = torch.tensor([[0.0, 1.0, 2.0], [0.0, 0.0, 3.0]])
     assert metrics.firing_frequency(acts).tolist() == [0.0, 0.5, 1.0]
@@ -102,12 +91,15 @@ def test_procrustes_similarity_is_batched_and_handles_constants():
 
 def test_critical_curves_locate_extremes_per_run():
     curves = CriticalCurves(
+        10,
         torch.tensor([0.1, 0.5, 0.85, 0.99]),
         {
-            "sae_mse": torch.tensor([[1.0, 2.0, 3.0, 0.5], [4.0, 1.0, 1.0, 1.0]]),
+            "toy_loss": torch.tensor([[1.0, 2.0, 3.0, 0.5], [4.0, 1.0, 1.0, 1.0]]),
             "procrustes": torch.tensor([[1.0, 0.9, 0.8, 1.0], [0.7, 0.9, 0.8, 1.0]]),
         },
     )
-    assert curves.locations("sae_mse").tolist() == pytest.approx([0.85, 0.1])
+    assert curves.locations("toy_loss").tolist() == pytest.approx([0.85, 0.1])
     assert curves.locations("procrustes").tolist() == pytest.approx([0.85, 0.1])
-    assert curves.runs_in_band("sae_mse", (0.82, 0.87)) == 1
+    # run means: toy loss [2.5, 1.5, 2.0, 0.75] peaks at 0.1; similarity [0.85, 0.9, 0.8, 1.0] dips at 0.85
+    assert curves.mean_location("toy_loss") == pytest.approx(0.1)
+    assert curves.mean_location("procrustes") == pytest.approx(0.85)

@@ -1,10 +1,10 @@
 """The 'critical sparsity' analysis: per-run curves over the sparsity grid and where they peak.
 
-The dissertation's "reconstruction loss" can be read as the SAE's (sae-lens's MSE of h against
-ĥ) or as the toy model's (its importance-weighted loss, which is itself an autoencoder's). Both
-are kept here, each also normalised (the SAE's as FVU, the toy model's relative to the
-all-zero output, Σ_i I_i E[x_i²] = p Σ_i I_i / 3), next to the SAE-vs-activations Procrustes
-similarity whose minimum locates the claimed critical sparsity.
+The dissertation's "reconstruction loss" is its toy autoencoder's (x → Wx → ReLU(Wᵀz + b), the
+importance-weighted squared error): ``toy_loss``, the curve the claim locates. The other
+readings are kept beside it: the toy loss relative to the all-zero output
+(Σ_i I_i E[x_i²] = p Σ_i I_i / 3), the SAE's loss (sae-lens's MSE of h against ĥ) and FVU, and
+the SAE-vs-activations Procrustes similarity.
 """
 
 from __future__ import annotations
@@ -20,18 +20,20 @@ from replication.toy.sweep import TrainedSweep
 
 #: curve name → (description, which extremum the claim locates)
 CURVES = {
-    "sae_mse": ("SAE reconstruction loss (sae-lens MSE, Σ_hidden, mean over inputs)", "max"),
-    "sae_fvu": ("SAE fraction of variance unexplained", "max"),
     "toy_loss": ("toy model loss (importance-weighted squared error)", "max"),
     "toy_relative_loss": ("toy model loss / loss of the all-zero output", "max"),
+    "sae_mse": ("SAE reconstruction loss (sae-lens MSE, Σ_hidden, mean over inputs)", "max"),
+    "sae_fvu": ("SAE fraction of variance unexplained", "max"),
     "procrustes": ("Procrustes similarity of h and the SAE's reconstruction", "min"),
 }
 
 
 @dataclass
 class CriticalCurves:
-    """Every curve of :data:`CURVES` as ``(runs, sparsities)``, and the grid of sparsities."""
+    """Every curve of :data:`CURVES` as ``(runs, sparsities)``, the grid of sparsities, and the
+    number of toy features."""
 
+    n_features: int
     sparsities: Float[Tensor, " sparsities"]
     curves: dict[str, Float[Tensor, "runs sparsities"]]
 
@@ -51,15 +53,21 @@ class CriticalCurves:
             "toy_relative_loss": toy.loss / zero_output_loss,
             "procrustes": evaluation.procrustes,
         }
-        return cls(torch.tensor(sparsities), {k: v.reshape(shape) for k, v in curves.items()})
+        return cls(
+            toy.config.n_features,
+            torch.tensor(sparsities, dtype=torch.float64),  # exact grid values, compared to bands
+            {k: v.reshape(shape) for k, v in curves.items()},
+        )
 
     def locations(self, name: str) -> Float[Tensor, " runs"]:
         """The sparsity of each run's extremum of curve ``name`` (max, or min for similarity)."""
-        values = self.curves[name]
+        return self._extremum(name, self.curves[name])
+
+    def mean_location(self, name: str) -> float:
+        """The sparsity of the extremum of curve ``name`` averaged over runs (as the repository
+        reports its seeds' means)."""
+        return float(self._extremum(name, self.curves[name].mean(0)))
+
+    def _extremum(self, name: str, values: Float[Tensor, "... sparsities"]) -> Tensor:
         index = values.argmax(-1) if CURVES[name][1] == "max" else values.argmin(-1)
         return self.sparsities[index]
-
-    def runs_in_band(self, name: str, band: tuple[float, float]) -> int:
-        """How many runs put the extremum of ``name`` inside ``band`` (inclusive)."""
-        where = self.locations(name)
-        return int(((where >= band[0] - 1e-9) & (where <= band[1] + 1e-9)).sum())

@@ -30,7 +30,6 @@ class SAEEvaluation:
         procrustes: 1 − scipy's Procrustes disparity between h and ĥ.
         l0: mean active latents per input.
         dead, dense: latents that never fire / fire more than twice as often as a true feature.
-        extra, extra_harmless: latents matching no feature / of those, the dead or duplicates.
         n_represented: toy features with ‖W_i‖ > 0.5.
         cosines: ``(inst, feats, d_sae)`` cos between features and decoder rows (signed).
         represented: ``(inst, feats)``; frequency: ``(inst, d_sae)`` latent firing frequency.
@@ -47,8 +46,6 @@ class SAEEvaluation:
     l0: Float[Tensor, " inst"]
     dead: Float[Tensor, " inst"]
     dense: Float[Tensor, " inst"]
-    extra: Float[Tensor, " inst"]
-    extra_harmless: Float[Tensor, " inst"]
     n_represented: Float[Tensor, " inst"]
     cosines: Float[Tensor, "inst feats d_sae"]
     represented: Bool[Tensor, "inst feats"]
@@ -99,7 +96,6 @@ def evaluate(
     cosines = metrics.cosines(W, stack.params["W_dec"].detach())
     abs_cosines = cosines.abs()
     mmcs_features, mmcs_latents = metrics.mmcs(abs_cosines, truth, alive)
-    extra, harmless = metrics.extra_latents(abs_cosines, truth, alive)
     dense = frequency > metrics.DENSE_FACTOR * p[index, None]
     return SAEEvaluation(
         recovery=metrics.recovery(abs_cosines, truth),
@@ -112,8 +108,6 @@ def evaluate(
         l0=metrics.l0(acts),
         dead=(~alive).sum(-1).float(),
         dense=dense.sum(-1).float(),
-        extra=extra.sum(-1).float(),
-        extra_harmless=harmless.sum(-1).float(),
         n_represented=truth.sum(-1).float(),
         cosines=cosines,
         represented=truth,

@@ -88,8 +88,8 @@ def plot_cosine_heatmaps(evaluation: SAEEvaluation, panels: list[tuple[int, str]
 
 
 def plot_critical_curves(curves: CriticalCurves, band: tuple[float, float], title: str) -> Figure:
-    """Per-run curves of every :data:`CURVES` entry against sparsity, the claimed band shaded,
-    and a last panel with where each run's extreme of each curve falls."""
+    """Per-run curves of every :data:`CURVES` entry against sparsity (the run mean dashed), the
+    claimed band shaded, and a last panel with where each run's extreme of each curve falls."""
     fig, axes = plt.subplots(2, 3, figsize=(14, 7))
     s = curves.sparsities.numpy()
     summary = axes[1, 2]
@@ -102,6 +102,7 @@ def plot_critical_curves(curves: CriticalCurves, band: tuple[float, float], titl
             (line,) = ax.plot(s, values[run], "-", lw=1, alpha=0.8, label=f"run {run}")
             index = int(np.argmin(np.abs(s - where[run])))
             ax.plot(s[index], values[run, index], "o", color=line.get_color())
+        ax.plot(s, values.mean(0), "k--", lw=1.5, label="mean of runs")
         ax.axvspan(*band, color="orange", alpha=0.2, label="claimed band")
         ax.set_title(f"{description}\n(dots: each run's {extremum})", fontsize=8)
         ax.set_xlabel("sparsity S")
@@ -113,7 +114,7 @@ def plot_critical_curves(curves: CriticalCurves, band: tuple[float, float], titl
     )
     summary.set_xlim(0, 1)
     summary.set_xlabel("sparsity S of each run's extreme")
-    summary.set_title("where the extremes fall (claimed: in the band)", fontsize=8)
+    summary.set_title("where the extremes fall (claimed: toy loss max in the band)", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -63,34 +63,6 @@ def mmcs(
     return _masked_mean(features_side, represented), _masked_mean(latents_side, alive)
 
 
-def extra_latents(
-    cos: Float[Tensor, "... feats d_sae"],
-    represented: Bool[Tensor, "... feats"],
-    alive: Bool[Tensor, "... d_sae"],
-    threshold: float = RECOVERY_COSINE,
-) -> tuple[Bool[Tensor, "... d_sae"], Bool[Tensor, "... d_sae"]]:
-    """(extra, dead_or_duplicate) masks over latents.
-
-    A latent is *matched* when it is the best alive match (|cos| > ``threshold``) of some
-    represented feature; every other latent is *extra*. An extra latent is harmless when it is
-    dead, or a duplicate: alive with |cos| > ``threshold`` to a represented feature (which
-    another latent already matches).
-    """
-    candidates = cos.masked_fill(~alive.unsqueeze(-2) | ~represented.unsqueeze(-1), -1.0)
-    best_value, best_latent = candidates.max(-1)
-    hits = (best_value > threshold) & represented
-    # several features may pick one latent: any hit marks it matched
-    matched = (
-        torch.zeros(alive.shape, device=cos.device).scatter_reduce(
-            -1, best_latent, hits.float(), reduce="amax"
-        )
-        > 0
-    )
-    extra = ~matched
-    duplicate = alive & (cos.masked_fill(~represented.unsqueeze(-1), 0.0).amax(-2) > threshold)
-    return extra, extra & (~alive | duplicate)
-
-
 def firing_frequency(acts: Float[Tensor, "... batch d_sae"]) -> Float[Tensor, "... d_sae"]:
     """Fraction of inputs on which each latent is non-zero."""
     return (acts != 0).float().mean(-2)
