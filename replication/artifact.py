@@ -8,7 +8,7 @@ from cached tensors::
         kind: ClassVar[str] = "toy-sweep"               # the cache folder
         ...
         def to_dict(self) -> dict: ...                  # JSON-serialisable: the key's config
-        def train(self, device) -> TrainedSweep: ...
+        def train(self, device, *upstream) -> TrainedSweep: ...   # upstream: see below
         def from_tensors(self, tensors, meta) -> TrainedSweep: ...
 
 and an *artifact* is what training returns: it carries its ``config``, its layout (the grid,
@@ -38,7 +38,7 @@ class ArtifactConfig(Protocol[A]):
 
     def to_dict(self) -> dict[str, Any]: ...
 
-    def train(self, device: torch.device) -> A: ...
+    def train(self, device: torch.device, *upstream: Any) -> A: ...
 
     def from_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> A: ...
 
@@ -51,12 +51,12 @@ def load_or_train(config: ArtifactConfig[A], cache: ArtifactCache, device: torch
         config: the artifact's configuration (see the module docstring).
         cache: where artifacts are kept.
         device: where training runs; a loaded artifact's tensors are on the CPU.
-        upstream: the artifacts this one is built from (e.g. the toy model under an SAE); their
-            ``cache_key`` enters this one's key.
+        upstream: the artifacts this one is built from (e.g. the toy model under an SAE): they
+            are passed to ``config.train`` and their ``cache_key`` enters this one's key.
     """
 
     def build():
-        trained = config.train(torch.device(device))
+        trained = config.train(torch.device(device), *upstream)
         return trained.tensors(), (trained.meta() if hasattr(trained, "meta") else {})
 
     code, upstream_keys = type(config).__module__, [a.cache_key for a in upstream]
