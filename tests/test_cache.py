@@ -109,8 +109,9 @@ class Doubler:
     def to_dict(self):
         return {"n": self.n}
 
-    def train(self, device):
-        return Doubled(self, torch.arange(self.n, device=device) * 2.0)
+    def train(self, device, *upstream):
+        offset = sum(float(u.y.sum()) for u in upstream)
+        return Doubled(self, torch.arange(self.n, device=device) * 2.0 + offset)
 
     def from_tensors(self, tensors, meta):
         return Doubled(self, tensors["y"])
@@ -132,5 +133,6 @@ def test_load_or_train_keys_by_config_code_and_upstream(tmp_path):
     again = load_or_train(Doubler(3), cache, "cpu")
     assert torch.equal(base.y, again.y) and base.cache_key == again.cache_key
     downstream = load_or_train(Doubler(2), cache, "cpu", upstream=[base])
+    assert torch.equal(downstream.y, torch.tensor([6.0, 8.0]))  # trained from its upstream
     assert downstream.cache_key != load_or_train(Doubler(2), cache, "cpu").cache_key
     assert replication.cache.BUILD_LOG[-1].built  # a different upstream is a different entry
