@@ -74,3 +74,37 @@ def test_classify_and_boundary():
     ratios, densities = np.array([0.1, 10.0]), np.array([0.01, 1.0])
     winners = phase.predicted_solution(ratios[:, None], densities[None, :])
     assert winners.tolist() == [[2, 0], [2, 1]]
+
+
+def test_dedicated_and_prefix():
+    # feature 0 alone on axis 0; features 1 and 2 antipodal on axis 1; feature 3 not represented
+    W = torch.tensor([[1.0, 0.0, 0.0, 0.1], [0.0, 1.0, -1.0, 0.0]])
+    assert metrics.dedicated(W, 0.5, 0.01).tolist() == [True, False, False, False]
+    masks = torch.tensor([[True, True, False], [False, False, False], [True, False, True],
+                          [False, True, False]])
+    assert metrics.is_prefix(masks).tolist() == [True, True, False, False]
+
+
+def test_uniform_share_near_fractions():
+    # bands of ±0.05 around 1/2 and 2/5 inside [0.3, 0.7]: [0.35, 0.55], 0.2 of 0.4
+    assert metrics.uniform_share_near(0.3, 0.7, (0.5, 0.4)) == pytest.approx(0.5)
+    # a band reaching past the range counts only inside it; an outside fraction adds nothing
+    assert metrics.uniform_share_near(0.48, 0.58, (0.5, 1.0)) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="high > low"):
+        metrics.uniform_share_near(0.5, 0.5)
+
+
+def test_longest_run():
+    assert metrics.longest_run([False, True, True, False, True, True, True]) == (4, 3)
+    assert metrics.longest_run([True, True, False, True]) == (0, 2)
+    assert metrics.longest_run([False, False]) == (0, 0)
+
+
+def test_aggregate_replicates():
+    classes = np.array([[0, 2, 2, 1], [1, 0, 0, 2], [0, 1, 2, 2]])
+    losses = np.array([[0.1, 0.2, 0.3, 0.4], [0.5, 0.1, 0.2, 0.9], [0.1, 0.2, 0.3, 0.4]])
+    assert phase.aggregate(classes, losses, "best").tolist() == [0, 0, 0]
+    # the worst (last) replicate dropped; then the most frequent class, ties to the best replicate
+    assert phase.aggregate(classes, losses, "drop-worst-vote").tolist() == [2, 0, 0]
+    with pytest.raises(ValueError, match="accepted: best, drop-worst-vote"):
+        phase.aggregate(classes, losses, "mean")

@@ -49,7 +49,11 @@ PHASE_RELATIVE_IMPORTANCE = {"cpu": np.logspace(-1, 1, 11), "paper": np.logspace
 PHASE_DENSITY = {"cpu": np.logspace(-2, 0, 11), "paper": np.logspace(-2, 0, 21)}
 PHASE_TRAIN = {"cpu": TrainConfig(steps=6_000, batch_size=1024),
                "paper": TrainConfig(steps=20_000, batch_size=2048)}
-PHASE_REPLICATES = {"cpu": 4, "paper": 8}
+# Replicates per cell and how they give the cell's solution (replication/toy/phase.py).
+# paper: the paper's protocol, ten models per point, the highest-loss one discarded, the rest
+# averaged (as a vote). cpu: four models per point, the lowest-loss one kept.
+PHASE_REPLICATES = {"cpu": 4, "paper": 10}
+PHASE_AGGREGATION = {"cpu": "best", "paper": "drop-worst-vote"}
 
 
 def basic_sweep(activation: str, scale: str, seed: int) -> ToySweep:
@@ -67,6 +71,11 @@ def pentagon_sweep(scale: str, seed: int) -> ToySweep:
 def phase_grid(scale: str) -> tuple[np.ndarray, np.ndarray]:
     """(relative importances r, densities s) of the 2-feature phase diagram."""
     return for_scale(PHASE_RELATIVE_IMPORTANCE, scale), for_scale(PHASE_DENSITY, scale)
+
+
+def phase_aggregation(scale: str) -> str:
+    """How the replicates of one phase-diagram cell give its solution (:data:`phase.AGGREGATIONS`)."""
+    return for_scale(PHASE_AGGREGATION, scale)
 
 
 def phase_sweep(scale: str, seed: int) -> ToySweep:

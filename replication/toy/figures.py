@@ -83,14 +83,14 @@ def hidden_directions(W, title: str):
     return fig
 
 
-def phase_diagram(ratios, densities, trained, predicted, away):
+def phase_diagram(ratios, densities, trained, predicted, away, trained_title: str = "trained"):
     """Trained solution class next to the closed-form prediction on the (s, r) grid."""
     cmap = ListedColormap(["#bbbbbb", "#4c72b0", "#dd8452", "#55a868"])  # other, 0, 1, 2
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.3), sharey=True)
     log_s, log_r = np.log10(densities), np.log10(ratios)
     half_s, half_r = (log_s[1] - log_s[0]) / 2, (log_r[1] - log_r[0]) / 2
     extent = [log_s[0] - half_s, log_s[-1] + half_s, log_r[0] - half_r, log_r[-1] + half_r]
-    for ax, grid, title in ((axes[0], trained, "trained (best of replicates)"),
+    for ax, grid, title in ((axes[0], trained, trained_title),
                             (axes[1], predicted, "closed-form winner")):
         ax.imshow(grid + 1, origin="lower", cmap=cmap, vmin=0, vmax=3, extent=extent,
                   aspect="auto", interpolation="nearest")

@@ -12,7 +12,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-REPRESENTED_NORM = 0.5
+REPRESENTED_NORM = 0.5  # our cut between represented (‖W_i‖ ≈ 1) and not (≈ 0); the paper gives none
 # Dimensionalities of the uniform polytopes the paper finds features in: dedicated dimension,
 # tetrahedron, triangle, antipodal pair, pentagon, square antiprism.
 GEOMETRY_FRACTIONS = (1.0, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8)
@@ -25,7 +25,8 @@ def feature_norms(W: Float[Tensor, "... hidden feats"]) -> Float[Tensor, "... fe
 
 def represented(W: Float[Tensor, "... hidden feats"], threshold: float = REPRESENTED_NORM
                 ) -> Bool[Tensor, "... feats"]:
-    """Features whose direction has norm above ``threshold`` (default 0.5, as in the paper)."""
+    """Features whose direction has norm above ``threshold`` (default 0.5: between the paper's
+    "~1 if a feature is fully represented" and "zero if it is not")."""
     return feature_norms(W) > threshold
 
 
@@ -44,6 +45,20 @@ def interference(W: Float[Tensor, "... hidden feats"]) -> Float[Tensor, "... fea
     """Σ_{j≠i} (Ŵ_i · W_j)²: how much other features leak into feature i's direction."""
     squared = projections(W) ** 2
     return squared.sum(-1) - squared.diagonal(dim1=-2, dim2=-1)
+
+
+def dedicated(W: Float[Tensor, "... hidden feats"], represented_norm: float, max_interference: float
+              ) -> Bool[Tensor, "... feats"]:
+    """Represented features (‖W_i‖ > ``represented_norm``) that no other feature interferes with
+    (Σ_{j≠i} (Ŵ_i · W_j)² ≤ ``max_interference``): a dimension of their own."""
+    return represented(W, represented_norm) & (interference(W) <= max_interference)
+
+
+def is_prefix(mask: Bool[Tensor, "... feats"]) -> Bool[Tensor, "..."]:
+    """Whether the True entries of each row are exactly its first ones (an empty set counts):
+    with features in importance order, whether the set is 'the k most important'."""
+    count = mask.sum(-1, keepdim=True)
+    return (mask == (torch.arange(mask.shape[-1], device=mask.device) < count)).all(-1)
 
 
 def dimensionality(vectors: Float[Tensor, "... dim items"]) -> Float[Tensor, "... items"]:
@@ -81,3 +96,32 @@ def near_fraction(D: Float[Tensor, "..."], fractions=GEOMETRY_FRACTIONS, toleran
     """Whether each dimensionality lies within ``tolerance`` of one of ``fractions``."""
     distance = (D.unsqueeze(-1) - torch.tensor(fractions, dtype=D.dtype)).abs().min(-1).values
     return distance <= tolerance
+
+
+def uniform_share_near(low: float, high: float, fractions=GEOMETRY_FRACTIONS,
+                       tolerance: float = 0.05) -> float:
+    """Share of a uniform spread over ``[low, high]`` lying within ``tolerance`` of a fraction:
+    the length of the union of the bands ``[f − tolerance, f + tolerance]`` inside the range,
+    over the range's length (the null that :func:`near_fraction` shares are compared with)."""
+    if not high > low:
+        raise ValueError(f"need a range with high > low, got [{low}, {high}]")
+    bands = sorted((max(low, f - tolerance), min(high, f + tolerance)) for f in fractions)
+    covered, reach = 0.0, low
+    for start, end in bands:
+        start = max(start, reach)
+        if end > start:
+            covered, reach = covered + end - start, end
+    return covered / (high - low)
+
+
+def longest_run(flags) -> tuple[int, int]:
+    """``(start, length)`` of the longest run of consecutive True values (``(0, 0)`` if none)."""
+    best = (0, 0)
+    start = None
+    for i, flag in enumerate([*map(bool, flags), False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            best = max(best, (start, i - start), key=lambda run: run[1])
+            start = None
+    return best

@@ -17,8 +17,18 @@ import numpy as np
 from jaxtyping import Float
 from torch import Tensor
 
+from replication.settings import check_choice
+
 SOLUTIONS = ("W=[1,0] (feature 2 ignored)", "W=[0,1] (feature 2 only)", "W=[1,-1] (antipodal)")
 OTHER = -1
+# How the replicates of one grid cell give its trained solution, by name.
+AGGREGATIONS = {
+    "best": "the class of the lowest-loss replicate",
+    "drop-worst-vote": "the paper's protocol, 'we train ten models for each point and average over "
+                       "the results, discarding the model with the highest loss', read for a class "
+                       "as the most frequent class of the other replicates (a tie goes to the class "
+                       "of the lowest-loss replicate among those tied)",
+}
 
 
 def closed_form_losses(r: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -45,6 +55,32 @@ def classify(W: Float[Tensor, "... 1 2"], threshold: float = 0.5) -> np.ndarray:
     result[big[..., 0] & ~big[..., 1]] = 0
     result[~big[..., 0] & big[..., 1]] = 1
     result[big[..., 0] & big[..., 1] & (w[..., 0] * w[..., 1] < 0)] = 2
+    return result
+
+
+def aggregate(classes: np.ndarray, losses: np.ndarray, how: str) -> np.ndarray:
+    """One solution class per cell from its replicates, as :data:`AGGREGATIONS` describes.
+
+    Args:
+        classes: ``(cells, replicates)`` :func:`classify` of every replicate.
+        losses: ``(cells, replicates)`` evaluation loss of every replicate.
+        how: a name in :data:`AGGREGATIONS`.
+
+    Returns: ``(cells,)`` classes.
+    """
+    check_choice("aggregation", how, tuple(AGGREGATIONS))
+    order = np.argsort(losses, axis=1, kind="stable")  # best first
+    ranked = np.take_along_axis(np.asarray(classes), order, axis=1)
+    if how == "best":
+        return ranked[:, 0]
+    if ranked.shape[1] < 2:
+        raise ValueError("drop-worst-vote needs at least 2 replicates per cell")
+    kept = ranked[:, :-1]
+    result = np.empty(len(kept), dtype=int)
+    for cell, row in enumerate(kept):
+        values, first, counts = np.unique(row, return_index=True, return_counts=True)
+        tied = counts == counts.max()
+        result[cell] = values[tied][np.argmin(first[tied])]
     return result
 
 
