@@ -9,8 +9,6 @@ for the same steps in the same run; the ratio is reported, never asserted (run w
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from sae_lens.config import SAETrainerConfig
@@ -52,29 +50,9 @@ def batched(kind: str, steps: int) -> None:
     train_stack(SAEStack(build(kind)), lambda: batch, SAETrainConfig(steps=steps, batch_size=BATCH))
 
 
-def best_seconds(run, kind: str, rounds: int = 3) -> float:
-    run(kind, 5)  # warm-up
-    timings = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run(kind, STEPS)
-        timings.append(time.perf_counter() - start)
-    return min(timings)
-
-
 @pytest.mark.parametrize("kind", list(ARCHITECTURES))
-def test_batched_saes_against_sae_lens_loop(benchmark, kind):
-    loop = best_seconds(sae_lens_loop, kind)
-    stacked = best_seconds(batched, kind)
-    ratio = loop / stacked
-    benchmark.extra_info.update(
-        loop_ms_per_step=1e3 * loop / STEPS,
-        batched_ms_per_step=1e3 * stacked / STEPS,
-        speedup=ratio,
-    )
-    print(
-        f"\n{K} {kind} SAEs, {STEPS} steps: sae-lens loop {1e3 * loop / STEPS:.1f} ms/step, "
-        f"batched {1e3 * stacked / STEPS:.1f} ms/step, speed-up {ratio:.1f}x "
-        f"({torch.get_num_threads()} threads)"
-    )
+def test_batched_saes_against_sae_lens_loop(benchmark, speed, kind):
+    loop = speed.best_seconds(lambda: sae_lens_loop(kind, STEPS), warmup=lambda: sae_lens_loop(kind, 5))
+    stacked = speed.best_seconds(lambda: batched(kind, STEPS), warmup=lambda: batched(kind, 5))
+    speed.ratio(f"{K} {kind} SAEs: sae-lens loop vs batched", loop, stacked, per=STEPS, unit="step")
     benchmark.pedantic(batched, args=(kind, STEPS), rounds=1, iterations=1)
