@@ -33,10 +33,9 @@ def best_time(fn) -> float:
     return min(times)
 
 
-def test_batched_influence_vs_per_feature_loop(benchmark, local_preset, locality_scale,
-                                                run_settings):
+def test_batched_influence_vs_per_feature_loop(benchmark, local_preset, locality_scale, seed):
     windows = sample_windows(local_preset.stdlib_heldout, WINDOWS, locality_scale.window_length,
-                             run_settings.seed)
+                             seed)
     batched = benchmark(influence, local_preset, windows, True)
     loop = influence(local_preset, windows, False)
     for per_window_b, per_window_l in zip(batched, loop, strict=True):

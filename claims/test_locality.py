@@ -1,10 +1,12 @@
-"""Claims of the H_pos study: feature locality across depth (DESIGN.md, 'H_pos').
+"""Claims of the H_pos study: the nonlocality of SAE features (DESIGN.md, 'H_pos').
 
-Every claim runs on the local preset (a 6-layer d_model=64 model trained here on stdlib code,
-one SAE per layer) and, where the claim is about any preset, on each real preset whose
-weights can be had (skipped offline with the reason; ``hub``, and ``gpu`` where a CPU would
-take too long). Thresholds come from the issue and DESIGN.md; reference values live in
-``replication/locality/published.json``.
+Source: Qi, "Analyzing the Nonlocality of Sparse Autoencoder Features" (repository
+lccqqqqq/sae-analysis, ``paper/paper.tex``). Every claim runs on the local preset (a 6-layer
+d_model=64 model trained here on stdlib code, one SAE per layer) and, where the paper makes
+it about Pythia-70m-deduped, on that preset too when its weights can be had (skipped offline
+with the reason). The layer statistic is the paper's: the mean over leading features of each
+feature's mean H_pos (``replication.locality.sweep``). Thresholds live in
+``claims/expected/locality.yaml``; reference numbers in ``replication/locality/published.json``.
 """
 
 from __future__ import annotations
@@ -25,153 +27,170 @@ from replication.locality.figures import (
 )
 from replication.locality.influence import window_influence
 from replication.locality.presets import PRESETS, REAL_PRESETS
-from replication.locality.reference import min_rise_bits, min_spearman, prototype, published
-from replication.locality.sweep import corpus_stream, depth_trend, layer_summary
+from replication.locality.reference import figure_values, paper_values, prototype
+from replication.locality.sweep import (
+    context_summary,
+    corpus_stream,
+    depth_trend,
+    feature_means,
+    layer_summary,
+    leading,
+)
 
-PAPER = "sae-analysis: feature locality H_pos across depth (six language models, public SAEs)"
-OURS = "This suite's own control (DESIGN.md, H_pos; prototype on stdlib code)"
-SECTION = "H_pos: feature locality across depth"
-CAUSAL_WINDOWS = 2  # windows of the by-construction causality check (exact zeros expected)
+PAPER = "Qi 2026, Analyzing the Nonlocality of Sparse Autoencoder Features"
+OURS = "This suite's control (DESIGN.md, H_pos)"
+TEX = "lccqqqqq/sae-analysis paper/paper.tex"
+SECTION = "H_pos: nonlocality of SAE features"
+PAPER_MODEL = "pythia-70m-deduped"
+CAUSAL_WINDOWS = 2  # windows of the by-construction causality check
 
 
-def preset_param(name: str, divergence: str | None = None):
-    """A preset as a test parameter: real presets marked ``hub`` (and ``gpu``); a measured
-    divergence of the claim on this preset as a strict xfail carrying the numbers."""
+def preset_param(name: str):
+    """A preset as a test parameter: real presets marked ``hub`` (and ``gpu``)."""
     marks = [] if PRESETS[name].is_local else [pytest.mark.hub]
     if PRESETS[name].needs_gpu:
         marks.append(pytest.mark.gpu)
-    if divergence:
-        marks.append(pytest.mark.xfail(strict=True, reason=divergence))
     return pytest.param(name, id=name, marks=marks)
 
 
-def presets(local_divergence: str | None = None) -> list:
-    return [preset_param("local-stdlib", local_divergence),
-            *(preset_param(n) for n in REAL_PRESETS)]
-
-
-ALL_PRESETS = presets()
+ALL_PRESETS = [preset_param("local-stdlib"), *(preset_param(n) for n in REAL_PRESETS)]
+PAPER_PRESETS = [preset_param("local-stdlib"), preset_param(PAPER_MODEL)]
 REAL_ONLY = [preset_param(n) for n in REAL_PRESETS]
-DEPTH_DIVERGENCE = (
-    "local-stdlib rises monotonically but by less than 0.5 bit: cpu scale (1000 steps, 32 "
-    "windows) 1.27 -> 1.55 bits, rise 0.28, rho 1.0; 1500 steps (prototype length, 16 "
-    "windows) 1.39 -> 1.69, rise 0.30. The prototype had 0.94 -> 1.72: our final layer "
-    "matches, our first layer is less local (token vector 1.28 vs 1.02).")
-CONTEXT_DIVERGENCE = (
-    "local-stdlib: mean H_pos rises with N up to 32 and falls at N=64 (the model's full "
-    "training context), at every layer: 1.55, 1.64, 1.74, 1.41 bits for N = 8, 16, 32, 64 "
-    "(32 nested windows, cpu scale); it stays far below log2 N.")
 
 
-def per_layer(summary, column: str) -> dict[str, float]:
-    return {f"L{layer}": float(v) for layer, v in summary[column].items()}
+def per_layer(values) -> dict[str, float]:
+    """A per-layer Series as ``{"L0": ..., ...}`` for the report."""
+    return {f"L{layer}": float(v) for layer, v in values.items()}
 
 
 @pytest.mark.claim(
     id="locality.causality-and-bounds", paper=PAPER, section=SECTION,
-    statement="J_a(t') = 0 for every input position after the read-out position (causal "
-              "attention, checked by construction), and 0 <= H_pos <= log2 N for every event.")
+    source=f"{TEX}, section 'Gradient-based influence measure' (eq. influence_matrix) and "
+           "section 'Entropy of influence distribution'",
+    quote="A feature that depends on only a single token has $S_a = 0$, while a feature that "
+          "depends uniformly on all $L$~tokens has $S_a = \\log_2 L$.",
+    statement="Sanity of the measure: J_a(t') = 0 for every position after the read-out "
+              "(causal mask, checked by construction), J > 0 somewhere before it, and "
+              "0 <= H_pos <= log2 N for every event.")
 @pytest.mark.parametrize("preset_under_test", ALL_PRESETS, indirect=True)
-def test_causality_and_bounds(preset_under_test, depth_table, locality_scale, run_settings,
-                              record):
+def test_causality_and_bounds(preset_under_test, depth_table, locality_scale, seed, record):
     loaded = preset_under_test
     n = locality_scale.window_length
     read_pos = n // 2 - 1
     corpus = depth_table.corpus.iloc[0]
-    windows = sample_windows(corpus_stream(loaded, corpus), CAUSAL_WINDOWS, n, run_settings.seed)
+    windows = sample_windows(corpus_stream(loaded, corpus), CAUSAL_WINDOWS, n, seed)
     results = [res for tokens in windows
                for res in window_influence(loaded.model, loaded.saes, loaded.hooks,
                                            loaded.preset.threshold, tokens, read_pos=read_pos,
                                            token_probes=loaded.preset.token_probes,
                                            chunk=loaded.preset.chunk,
-                                           generator=torch.Generator().manual_seed(0))]
+                                           generator=torch.Generator().manual_seed(seed))]
     j = torch.cat([res.feature_influence for res in results])
-    after = j[:, read_pos + 1:].abs().max().item() if len(j) else 0.0
-    before = j[:, :read_pos + 1].sum(-1)
     events = depth_table[depth_table.feature >= 0]
-    record.set_seeds([run_settings.seed])
-    record.metric("max J after the read-out position", after, expect="== 0 exactly")
     record.metric("checked (window, layer) pairs", len(results))
-    record.metric("checked events with J > 0 up to the read-out", f"{int((before > 0).sum())}"
-                  f" of {len(before)}", expect="all (the gradients are not trivially zero)")
     record.metric("events", len(events))
-    record.metric("min H_pos", events.H_pos.min(), expect=">= 0", unit="bits")
-    record.metric("max H_pos", events.H_pos.max(), expect=f"<= log2 {n} = {math.log2(n):g}",
-                  unit="bits")
+    record.check("max J after the read-out position", j[:, read_pos + 1:].abs().max().item(),
+                 "==", "after_readout")
+    record.check("fraction of events with J > 0 up to the read-out",
+                 (j[:, :read_pos + 1].sum(-1) > 0).float().mean().item(), "==", "nonzero_before")
+    record.check("min H_pos", events.H_pos.min(), ">=", "h_min", unit="bits")
+    record.check(f"max H_pos minus log2 {n}", events.H_pos.max() - math.log2(n), "<=",
+                 "above_log2n", unit="bits")
     record.figure(bounds_figure(depth_table, f"{loaded.preset.name}: H_pos of every event"),
                   "bounds")
-    assert after == 0
-    assert len(before) > 0 and (before > 0).all()
-    assert len(events) > 0
-    assert events.H_pos.min() >= 0
-    assert events.H_pos.max() <= math.log2(n) + 1e-5
+
+
+@pytest.mark.claim(
+    id="locality.broad-distribution", paper=PAPER, section=SECTION,
+    source=f"{TEX}, section 'Introduction' (main findings, first item); abstract (i)",
+    quote="SAE features exhibit a broad distribution of nonlocality, with entropy ranging from "
+          "less than one bit to over five bits.",
+    statement="The per-feature mean H_pos of the leading features of all layers spreads "
+              "broadly: its 10th-to-90th percentile range spans at least the declared number "
+              "of bits (the paper's own ends, < 1 and > 5 bits, are recorded beside it).")
+@pytest.mark.parametrize("preset_under_test", PAPER_PRESETS, indirect=True)
+def test_broad_distribution(preset_under_test, depth_table, record):
+    means = leading(feature_means(depth_table)).H
+    low, high = np.quantile(means, [0.1, 0.9])
+    record.metric("leading features (all layers)", len(means))
+    record.metric("per-feature mean H_pos: min, 10%, 50%, 90%, max",
+                  [float(means.min()), low, float(means.median()), high, float(means.max())],
+                  unit="bits")
+    record.metric("per-layer standard deviation over leading features",
+                  per_layer(layer_summary(depth_table).std_H), unit="bits")
+    record.check("10th-to-90th percentile range", high - low, ">=", "p10_p90_range",
+                 unit="bits")
+    record.figure(depth_figure(depth_table, f"{preset_under_test.preset.name}: per-feature "
+                                            "mean H_pos by layer"), "distribution")
 
 
 @pytest.mark.claim(
     id="locality.depth.hpos-rises-with-depth", paper=PAPER, section=SECTION,
-    statement="The per-layer mean feature H_pos rises with depth: Spearman rho(layer, mean "
-              "H_pos) >= 0.8 and last-minus-first-layer rise >= 0.5 bit (local preset) or "
-              ">= 1.5 bits (real presets; published rises 1.3-4.5 bits).")
-@pytest.mark.parametrize("preset_under_test", presets(DEPTH_DIVERGENCE), indirect=True)
-def test_hpos_rises_with_depth(preset_under_test, depth_table, run_settings, record):
+    source=f"{TEX}, section 'Depth dependence of entropy', Figures entropy_vs_depth and "
+           "entropy_vs_activation_multilayer",
+    quote="The average feature entropy increases monotonically with depth.",
+    statement="The mean over leading features of their mean H_pos rises from each layer to "
+              "the next (every step > 0).")
+@pytest.mark.parametrize("preset_under_test", PAPER_PRESETS, indirect=True)
+def test_hpos_rises_with_depth(preset_under_test, depth_table, record):
     name = preset_under_test.preset.name
     summary = layer_summary(depth_table)
     trend = depth_trend(summary)
-    rise_min, rho_min = min_rise_bits(name), min_spearman()
-    record.set_seeds([run_settings.seed])
-    record.metric("mean feature H_pos per layer", per_layer(summary, "mean_H"), unit="bits")
-    record.metric("top-20 frequent features' mean H_pos", per_layer(summary, "top20_H"),
+    record.metric("mean over leading features of mean H_pos", per_layer(summary.mean_H),
                   unit="bits")
-    record.metric("token-vector H per layer", per_layer(summary, "token_H"), unit="bits")
-    record.metric("events per layer", per_layer(summary, "n_events"))
-    record.metric("Spearman rho(layer, mean H_pos)", trend["spearman"], expect=f">= {rho_min}")
-    record.metric("last - first layer", trend["rise_bits"], expect=f">= {rise_min}", unit="bits")
-    reference = prototype(name) or (published(name) if name in REAL_PRESETS else None)
-    if reference:
-        record.metric("reference (first, last layer)", reference)
-    record.note(f"{len(depth_table.window.unique())} windows of "
+    record.metric("standard deviation over leading features", per_layer(summary.std_H),
+                  unit="bits")
+    record.metric("leading features per layer", per_layer(summary.n_leading))
+    record.metric("top-20 most frequent features' mean", per_layer(summary.top20_H), unit="bits")
+    record.metric("Spearman rho(layer, mean H_pos)", trend["spearman"])
+    record.metric("last minus first layer", trend["rise_bits"], unit="bits")
+    if (paper := paper_values(name)) is not None:
+        record.metric("paper's per-layer means (reference)", per_layer(paper["mean_H"]),
+                      unit="bits")
+    record.check("smallest step between consecutive layers", trend["min_step_bits"], ">",
+                 "min_step_bits", unit="bits")
+    record.note(f"{depth_table.window.nunique()} windows of "
                 f"{int(depth_table.n_tokens.iloc[0])} tokens from {depth_table.corpus.iloc[0]}; "
                 f"threshold {preset_under_test.preset.threshold}.")
     record.figure(depth_figure(depth_table, f"{name}: H_pos by layer"), "depth")
-    assert trend["spearman"] >= rho_min
-    assert trend["rise_bits"] >= rise_min
 
 
 @pytest.mark.claim(
-    id="locality.depth.token-vector-tracks-features", paper=PAPER, section=SECTION,
-    statement="At every layer the mean feature H_pos is within 1 bit of the token-vector "
-              "entropy (which of the two is larger is reported per layer).")
-@pytest.mark.parametrize("preset_under_test", ALL_PRESETS, indirect=True)
-def test_token_vector_tracks_features(preset_under_test, depth_table, run_settings, record):
+    id="locality.depth.features-below-token-vector", paper=PAPER, section=SECTION,
+    source=f"{TEX}, section 'Feature versus token vector entropy' (eq. token_influence for "
+           "the reconstructed vector)",
+    quote="Individual features generally have lower entropy than the reconstructed token "
+          "vector, supporting the interpretation that the residual stream is a superposition "
+          "of features with different nonlocality scales.",
+    statement="At every layer, most leading features (more than half) have a mean H_pos below "
+              "the mean entropy of the reconstructed token vector y~ = SAE.decode(f).")
+@pytest.mark.parametrize("preset_under_test", PAPER_PRESETS, indirect=True)
+def test_features_below_token_vector(preset_under_test, depth_table, record):
+    name = preset_under_test.preset.name
     summary = layer_summary(depth_table)
-    gap = summary.mean_H - summary.token_H
-    larger = {f"L{layer}": ("features" if g > 0 else "token vector") for layer, g in gap.items()}
-    record.set_seeds([run_settings.seed])
-    record.metric("mean feature H_pos minus token-vector H", per_layer(gap.to_frame("g"), "g"),
-                  expect="|.| <= 1 at every layer", unit="bits")
-    record.metric("larger entropy per layer", larger)
-    record.note("Original hypothesis: features are a lower-entropy decomposition of the "
-                "residual vector (token vector larger). Our prototype found the token vector "
-                f"larger at every layer; here it is larger at {sum(g < 0 for g in gap)} of "
-                f"{len(gap)} layers.")
-    record.figure(comparison_figure({preset_under_test.preset.name: summary},
-                                    "features vs token vector", band=1.0), "token-vector")
-    assert (gap.abs() <= 1.0).all()
+    record.metric("token-vector entropy per layer", per_layer(summary.token_H), unit="bits")
+    record.metric("mean over leading features", per_layer(summary.mean_H), unit="bits")
+    if (paper := paper_values(name)) is not None:
+        record.metric("paper's token-vector entropy (reference)", per_layer(paper["token_H"]),
+                      unit="bits")
+    record.check("fraction of leading features below the token vector",
+                 per_layer(summary.below_token), ">", "fraction_below")
+    record.figure(comparison_figure({name: summary}, "features vs reconstructed token vector"),
+                  "token-vector")
 
 
 @pytest.mark.claim(
     id="locality.training-sharpens-locality", paper=OURS, section=SECTION,
+    source="this suite's control (DESIGN.md, 'H_pos': 'Our control: the same architecture "
+           "untrained has higher H_pos')",
+    quote="\"the same architecture untrained has higher H_pos (ours)\"",
     statement="The same architecture untrained, with SAEs trained on its activations the same "
-              "way, has a higher mean feature H_pos at every layer than the trained model.")
+              "way, has a higher mean over leading features of mean H_pos at every layer.")
 def test_training_sharpens_locality(local_preset, untrained_preset, local_depth_table,
-                                    untrained_depth_table, run_settings, record):
+                                    untrained_depth_table, record):
     trained, untrained = layer_summary(local_depth_table), layer_summary(untrained_depth_table)
-    margin = untrained.mean_H - trained.mean_H
-    record.set_seeds([run_settings.seed])
-    record.metric("trained: mean feature H_pos", per_layer(trained, "mean_H"), unit="bits")
-    record.metric("untrained: mean feature H_pos", per_layer(untrained, "mean_H"), unit="bits")
-    record.metric("untrained minus trained", per_layer(margin.to_frame("m"), "m"),
-                  expect="> 0 at every layer", unit="bits")
+    record.metric("trained: mean H_pos", per_layer(trained.mean_H), unit="bits")
+    record.metric("untrained: mean H_pos", per_layer(untrained.mean_H), unit="bits")
     for preset in (local_preset, untrained_preset):
         record.metric(f"{preset.preset.name}: held-out LM loss",
                       preset.details["lm"]["heldout_loss_nats"], unit="nats/token")
@@ -179,79 +198,97 @@ def test_training_sharpens_locality(local_preset, untrained_preset, local_depth_
                       {f"L{layer}": m["fvu"] for layer, m in preset.details["saes"].items()})
     record.metric("prototype reference", {n: prototype(n)["feature_H"]
                                           for n in ("local-stdlib", "local-stdlib-untrained")})
+    record.check("untrained minus trained", per_layer(untrained.mean_H - trained.mean_H), ">",
+                 "margin_bits", unit="bits")
     record.figure(comparison_figure({"trained": trained, "untrained": untrained},
                                     "training sharpens locality"), "trained-vs-untrained")
-    assert (margin > 0).all()
 
 
 @pytest.mark.claim(
     id="locality.context.hpos-grows-with-window", paper=PAPER, section=SECTION,
-    statement="Mean feature H_pos grows with the window length N and stays below log2 N.")
-@pytest.mark.parametrize("preset_under_test", presets(CONTEXT_DIVERGENCE), indirect=True)
-def test_hpos_grows_with_window(preset_under_test, context_table, run_settings, record):
-    events = context_table[context_table.feature >= 0]
-    overall = events.groupby("n_tokens").H_pos.mean()
-    by_layer = events.groupby(["n_tokens", "layer"]).H_pos.mean()
-    bound = np.log2(by_layer.index.get_level_values("n_tokens"))
-    record.set_seeds([run_settings.seed])
-    record.metric("mean H_pos per N (all layers)", {f"N={n}": v for n, v in overall.items()},
-                  expect="strictly increasing in N", unit="bits")
-    record.metric("log2 N minus the largest per-layer mean",
-                  {f"N={n}": math.log2(n) - by_layer.loc[n].max() for n in overall.index},
-                  expect="> 0 for every N", unit="bits")
-    record.figure(context_figure(context_table, f"{preset_under_test.preset.name}: "
-                                                "H_pos against window length"), "context")
-    assert (np.diff(overall.to_numpy()) > 0).all()
-    assert (by_layer.to_numpy() < bound).all()
+    source=f"{TEX}, section 'Context length dependence', Figure entropy_vs_batchsize (layer 2)",
+    quote="As the context length increases, feature entropies initially grow but saturate "
+          "beyond approximately 40--60~tokens.",
+    statement="At the paper's layer, the mean H_pos of the leading features grows with each "
+              "doubling of N up to the short-window limit, then flattens beyond the long-window "
+              "start (slope per doubling at most the declared fraction of the short-window "
+              "slope), and saturates well below log2 N.")
+@pytest.mark.parametrize("preset_under_test", PAPER_PRESETS, indirect=True)
+def test_hpos_grows_with_window(preset_under_test, context_table, locality_scale, record):
+    curves = context_summary(context_table)                     # (N, layer) -> mean H_pos
+    h = curves[locality_scale.context_layer]
+    lengths = np.asarray(h.index)
+    short = h[lengths <= record.threshold("short_n_max").value]
+    long = h[lengths >= record.threshold("long_n_min").value]
+    short_slope = (short.iloc[-1] - short.iloc[0]) / math.log2(short.index[-1] / short.index[0])
+    long_slope = (long.iloc[-1] - long.iloc[0]) / math.log2(long.index[-1] / long.index[0])
+    record.metric("mean H_pos per N and layer", {f"N={n}": per_layer(row)
+                                                 for n, row in curves.iterrows()}, unit="bits")
+    record.metric("slope per doubling: short windows, long windows", [short_slope, long_slope],
+                  unit="bits")
+    record.check(f"layer {locality_scale.context_layer}: step per doubling over short windows",
+                 np.diff(short.to_numpy()).tolist(), ">", "short_step_min", unit="bits")
+    record.check("long-window slope / short-window slope", long_slope / short_slope, "in",
+                 "flattening_ratio")
+    record.check(f"mean H_pos at N={lengths[-1]} / log2 N", h.iloc[-1] / math.log2(lengths[-1]),
+                 "<=", "saturation_fraction_of_log2n")
+    record.figure(context_figure(context_table, f"{preset_under_test.preset.name}: H_pos "
+                                                "against window length",
+                                 locality_scale.context_layer), "context")
 
 
 @pytest.mark.claim(
-    id="locality.superposition.sae-more-latents-than-dims", paper=OURS, section=SECTION,
-    statement="At each layer of the local model, an SAE with 4-8x d_model latents reaches "
-              "held-out FVU <= 0.25 with more live latents than d_model dimensions.")
-def test_sae_superposition(local_preset, run_settings, record):
+    id="locality.superposition.sae-more-latents-than-dims", paper=PAPER, section=SECTION,
+    source=f"{TEX}, section 'Introduction' (eqs. encoder and decoder); a control guarding "
+           "locality.depth.features-below-token-vector, whose token vector is y~",
+    quote="Although $\\dim(f) > \\dim(y)$, the sparsity constraint ensures that only a small "
+          "number of features are active for any given input, so the SAE still performs a "
+          "form of compression.",
+    statement="Control: each local SAE is overcomplete (more live latents than d_model), sparse "
+              "(L0 below d_model) and reconstructs (y~ close to y: held-out FVU at most the "
+              "declared bound), so y~ stands for the residual vector.")
+def test_sae_superposition(local_preset, record):
     metrics = local_preset.details["saes"]
     d_model = local_preset.model.cfg.d_model
-    fvu = {f"L{layer}": m["fvu"] for layer, m in metrics.items()}
-    live = {f"L{layer}": m["live_latents"] for layer, m in metrics.items()}
-    expansion = {m["d_sae"] / d_model for m in metrics.values()}
-    record.set_seeds([run_settings.seed])
     record.metric("held-out LM loss", local_preset.details["lm"]["heldout_loss_nats"],
                   unit="nats/token")
-    record.metric("expansion d_sae / d_model", sorted(expansion), expect="4 to 8")
-    record.metric("FVU per layer", fvu, expect="<= 0.25 at every layer")
-    record.metric("L0 per layer", {f"L{layer}": m["l0"] for layer, m in metrics.items()},
-                  unit="latents > 0 per token")
     record.metric("dead fraction per layer",
                   {f"L{layer}": m["dead_fraction"] for layer, m in metrics.items()})
-    record.metric("live latents per layer", live, expect=f"> d_model = {d_model}")
-    record.figure(sae_figure(metrics, d_model, "local-stdlib SAEs (held-out)"), "saes")
-    assert all(4 <= e <= 8 for e in expansion)
-    assert all(v <= 0.25 for v in fvu.values())
-    assert all(v > d_model for v in live.values())
+    record.check("live latents per d_model",
+                 {f"L{layer}": m["live_latents"] / d_model for layer, m in metrics.items()},
+                 ">", "live_per_dim")
+    record.check("L0 per d_model", {f"L{layer}": m["l0"] / d_model for layer, m in metrics.items()},
+                 "<", "l0_per_dim")
+    record.check("held-out FVU", {f"L{layer}": m["fvu"] for layer, m in metrics.items()}, "<=",
+                 "fvu_max")
+    record.figure(sae_figure(metrics, d_model, "local-stdlib SAEs (held-out)",
+                             record.threshold("fvu_max").value), "saes")
 
 
 @pytest.mark.claim(
     id="locality.depth.matches-published-values", paper=PAPER, section=SECTION,
-    statement="First- and last-layer mean feature H_pos match the published values within "
-              "their tolerance, and presets with a published plateau rise no more than that "
-              "tolerance after it.")
+    source=f"{TEX}, section 'Depth dependence of entropy' (Pythia-70m-deduped); later presets: "
+           "figures/entropy_vs_depth__<preset>.png of the same repository (read by eye)",
+    quote="Quantitatively, the mean entropies (mean $\\pm$ standard deviation) are: layer~0: "
+          "$0.898 \\pm 0.618$~bits (71~features); ...",
+    statement="The per-layer mean H_pos matches the reference values (the paper's printed "
+              "numbers for Pythia-70m-deduped; first and last layer read off the figures for "
+              "the later presets) within our tolerance, and presets with a plateau in their "
+              "figure rise no more than that tolerance after it.")
 @pytest.mark.parametrize("preset_under_test", REAL_ONLY, indirect=True)
-def test_matches_published_values(preset_under_test, depth_table, run_settings, record):
-    ref = published(preset_under_test.preset.name)
+def test_matches_published_values(preset_under_test, depth_table, record):
+    name = preset_under_test.preset.name
     mean_h = layer_summary(depth_table).mean_H
-    tol = ref["tolerance_bits"]
-    measured = {end: float(mean_h.loc[ref[end]["layer"]]) for end in ("first", "last")}
-    record.set_seeds([run_settings.seed])
-    for end in ("first", "last"):
-        record.metric(f"{end} layer (L{ref[end]['layer']}) mean H_pos", measured[end],
-                      expect=f"{ref[end]['mean_H']} +- {tol}", unit="bits")
-    checks = [abs(measured[end] - ref[end]["mean_H"]) <= tol for end in ("first", "last")]
-    if ref["plateau_from"] is not None:
-        after = float(mean_h.iloc[-1] - mean_h.loc[ref["plateau_from"]])
-        record.metric(f"rise after the plateau (L{ref['plateau_from']} to last)", after,
-                      expect=f"<= {tol}", unit="bits")
-        checks.append(after <= tol)
-    record.figure(depth_figure(depth_table, f"{preset_under_test.preset.name}: H_pos by layer"),
-                  "depth")
-    assert all(checks)
+    paper, figure = paper_values(name), figure_values(name)
+    reference = (paper["mean_H"] if paper is not None
+                 else {figure[end]["layer"]: figure[end]["mean_H"] for end in ("first", "last")})
+    record.metric("reference per layer", per_layer(reference), unit="bits")
+    record.metric("measured per layer", per_layer(mean_h), unit="bits")
+    record.check("|measured - reference| per layer",
+                 {f"L{layer}": abs(float(mean_h.loc[layer]) - ref)
+                  for layer, ref in reference.items()}, "<=", "max_abs_diff_bits", unit="bits")
+    if figure is not None and figure["plateau_from"] is not None:
+        record.check(f"rise after the plateau (L{figure['plateau_from']} to last)",
+                     float(mean_h.iloc[-1] - mean_h.loc[figure["plateau_from"]]), "<=",
+                     "max_abs_diff_bits", unit="bits")
+    record.figure(depth_figure(depth_table, f"{name}: H_pos by layer"), "depth")

@@ -3,8 +3,9 @@
     python -m replication.locality --preset gpt2-small --layers all --windows 50 --device cuda
 
 writes ``<out>/<preset>-<corpus>-depth.csv`` (one row per event: preset, corpus, n_tokens,
-layer, window, feature, activation, H_pos, token_H), the context-length sweep beside it,
-``<preset>-<corpus>-summary.json`` (per-layer means, depth trend) and the figures.
+layer, window, feature, activation, H_pos, token_H, frequency), the context-length sweep
+beside it, ``<preset>-<corpus>-summary.json`` (per-layer statistics over leading features,
+depth trend) and the figures.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                    dpi=110, bbox_inches="tight")
     if context is not None:
         save_table(context, out / f"{stem}-context.csv")
-        context_figure(context, f"{preset.name}: H_pos against window length").savefig(
+        context_figure(context, f"{preset.name}: H_pos against window length",
+                       for_scale(LOCALITY_SCALES, args.scale).context_layer).savefig(
             out / f"{stem}-context.png", dpi=110, bbox_inches="tight")
     report = {"preset": preset.name, "corpus": corpus, "windows": args.windows,
               "window_length": args.window_length, "seed": args.seed, "device": str(device),

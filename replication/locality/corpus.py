@@ -43,7 +43,7 @@ class HubCorpus:
 
 
 HUB_CORPORA = {
-    "wikitext": HubCorpus("wikitext", "wikitext-2-raw-v1", "test", ("text",)),
+    "wikitext": HubCorpus("wikitext", "wikitext-2-raw-v1", "train", ("text",)),  # paper.tex: train
     "gsm8k": HubCorpus("openai/gsm8k", "main", "test", ("question", "answer")),
     "code-python": HubCorpus("codeparrot/codeparrot-clean-valid", None, "train", ("content",)),
 }

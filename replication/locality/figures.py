@@ -8,16 +8,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from replication.locality.sweep import layer_summary
+from replication.locality.sweep import context_summary, feature_means, layer_summary, leading
 
 
 def depth_figure(table: pd.DataFrame, title: str) -> Figure:
-    """Violins of per-feature mean H_pos per layer, with the mean over events, the top-20
-    most frequent features' mean and the token-vector entropy as lines (the published
-    figure's layout)."""
-    events = table[table.feature >= 0]
+    """Violins of the leading features' mean H_pos per layer, with their mean, the top-20
+    most frequent features' mean and the reconstructed token vector's entropy as lines (the
+    layout of paper.tex's Figure entropy_vs_depth)."""
     summary = layer_summary(table)
-    per_feature = events.groupby(["layer", "feature"]).H_pos.mean()
+    per_feature = leading(feature_means(table)).H.droplevel("n_tokens")
     layers = list(summary.index)
     fig = Figure(figsize=(min(14.0, 2.0 + 0.6 * len(layers)), 4.2), layout="constrained")
     ax = fig.subplots()
@@ -26,9 +25,9 @@ def depth_figure(table: pd.DataFrame, title: str) -> Figure:
     for body in parts["bodies"]:
         body.set_facecolor("#9ecae1")
         body.set_alpha(0.6)
-    ax.plot(layers, summary.mean_H, "o-", color="#08519c", label="mean feature H_pos")
+    ax.plot(layers, summary.mean_H, "o-", color="#08519c", label="mean over leading features")
     ax.plot(layers, summary.top20_H, "s--", color="#6a51a3", label="top-20 frequent features")
-    ax.plot(layers, summary.token_H, "^-", color="#d94801", label="token vector")
+    ax.plot(layers, summary.token_H, "^-", color="#d94801", label="reconstructed token vector")
     n = int(table.n_tokens.iloc[0])
     ax.axhline(math.log2(n), color="grey", ls=":", lw=1, label=f"log2 N = {math.log2(n):g}")
     ax.set(xlabel="layer", ylabel="H_pos (bits)", xticks=layers, title=title)
@@ -36,10 +35,9 @@ def depth_figure(table: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
-def comparison_figure(summaries: dict[str, pd.DataFrame], title: str,
-                      band: float | None = None) -> Figure:
-    """Mean feature H_pos (solid) and token-vector entropy (dashed) per layer, per model;
-    with ``band``, the token-vector entropy +- band bits shaded (a claim's tolerance)."""
+def comparison_figure(summaries: dict[str, pd.DataFrame], title: str) -> Figure:
+    """Mean over leading features of mean H_pos (solid) and the reconstructed token vector's
+    entropy (dashed) per layer, per model."""
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
     for (name, summary), colour in zip(summaries.items(), ("#08519c", "#a50f15", "#238b45"),
@@ -47,25 +45,21 @@ def comparison_figure(summaries: dict[str, pd.DataFrame], title: str,
         ax.plot(summary.index, summary.mean_H, "o-", color=colour, label=f"{name}: features")
         ax.plot(summary.index, summary.token_H, "^--", color=colour, alpha=0.7,
                 label=f"{name}: token vector")
-        if band is not None:
-            ax.fill_between(summary.index, summary.token_H - band, summary.token_H + band,
-                            color=colour, alpha=0.12, label=f"token vector +- {band:g} bit")
     ax.set(xlabel="layer", ylabel="mean H_pos (bits)", title=title,
            xticks=list(next(iter(summaries.values())).index))
     ax.legend(fontsize=8)
     return fig
 
 
-def context_figure(table: pd.DataFrame, title: str) -> Figure:
-    """Mean feature H_pos against window length N, one line per layer, with log2 N."""
-    events = table[table.feature >= 0]
-    means = events.groupby(["n_tokens", "layer"]).H_pos.mean().unstack("layer")
+def context_figure(table: pd.DataFrame, title: str, layer: int) -> Figure:
+    """Mean H_pos of each layer's leading features against window length N, one line per
+    layer (``layer``, the claim's, in bold), with log2 N."""
+    means = context_summary(table)
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
-    for layer in means.columns:
-        ax.plot(means.index, means[layer], "o-", label=f"layer {layer}")
-    ax.plot(means.index, events.groupby("n_tokens").H_pos.mean(), "k-", lw=2.5,
-            label="all layers")
+    for column in means.columns:
+        ax.plot(means.index, means[column], "o-", label=f"layer {column}",
+                lw=2.5 if column == layer else 1.0, color="k" if column == layer else None)
     ax.plot(means.index, np.log2(means.index), color="grey", ls=":", label="log2 N")
     ax.set_xscale("log", base=2)
     ax.set(xlabel="window length N (tokens)", ylabel="mean H_pos (bits)", title=title)
@@ -75,13 +69,14 @@ def context_figure(table: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
-def sae_figure(metrics: dict[int, dict[str, float]], d_model: int, title: str) -> Figure:
-    """Per layer: FVU, and live latents against the residual width d_model."""
+def sae_figure(metrics: dict[int, dict[str, float]], d_model: int, title: str,
+               fvu_max: float) -> Figure:
+    """Per layer: FVU against ``fvu_max``, and live latents against the residual width."""
     layers = sorted(metrics)
     fig = Figure(figsize=(8, 3.4), layout="constrained")
     ax_fvu, ax_live = fig.subplots(1, 2)
     ax_fvu.bar(layers, [metrics[layer]["fvu"] for layer in layers], color="#6baed6")
-    ax_fvu.axhline(0.25, color="#a50f15", ls="--", label="FVU 0.25")
+    ax_fvu.axhline(fvu_max, color="#a50f15", ls="--", label=f"FVU {fvu_max:g}")
     ax_fvu.set(xlabel="layer", ylabel="FVU (held-out)", title="reconstruction", xticks=layers)
     ax_fvu.legend(fontsize=8)
     ax_live.bar(layers, [metrics[layer]["live_latents"] for layer in layers], color="#74c476",

@@ -1,4 +1,5 @@
-"""Published and prototype reference values of H_pos (``published.json``), as data."""
+"""Reference values of H_pos (``published.json``), as data: the numbers printed in the paper,
+values read off the later presets' figures (approximate), and our prototype's."""
 
 from __future__ import annotations
 
@@ -16,21 +17,21 @@ def reference() -> dict:
     return json.loads(REFERENCE_FILE.read_text())
 
 
-def min_rise_bits(preset_name: str) -> float:
-    """The depth claim's minimum last-minus-first-layer rise: 0.5 bit for the local preset,
-    1.5 bits for real ones (the published rises are 1.3-4.5 bits)."""
-    kind = "local" if get_preset(preset_name).is_local else "real"
-    return reference()["depth_claim"]["min_rise_bits"][kind]
-
-
-def min_spearman() -> float:
-    return reference()["depth_claim"]["min_spearman"]
-
-
-def published(preset_name: str) -> dict:
-    """First/last-layer mean H_pos, tolerance and plateau layer of a real preset."""
+def paper_values(preset_name: str) -> dict | None:
+    """The paper's printed per-layer values for a preset (``mean_H``, ``std_H``, ``n_leading``,
+    ``token_H``, each keyed by layer as an int, and ``where``), or None if it prints none."""
     get_preset(preset_name)
-    return reference()["presets"][preset_name]
+    entry = reference()["paper"].get(preset_name)
+    if entry is None:
+        return None
+    return {k: ({int(layer): v for layer, v in val.items()} if k != "where" else val)
+            for k, val in entry.items()}
+
+
+def figure_values(preset_name: str) -> dict | None:
+    """First/last-layer mean H_pos and plateau layer read off a later preset's figure."""
+    get_preset(preset_name)
+    return reference()["figures"].get(preset_name)
 
 
 def prototype(preset_name: str) -> dict | None:
