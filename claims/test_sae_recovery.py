@@ -13,9 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from replication.sae import experiments
 from replication.sae.critical import CURVES, CriticalCurves
-from replication.sae.evaluation import sparsest_within
+from replication.sae.evaluation import EvaluatedSAEs
 from replication.sae.figures import (
     plot_cosine_heatmaps,
     plot_critical_curves,
@@ -36,15 +35,6 @@ DISSERTATION = (
 TMS = "Elhage et al. 2022, Toy Models of Superposition"
 
 
-def kept(run, scale: str, max_fvu: float):
-    """Per density, the index of the kept SAE (sparsest with FVU < ``max_fvu``) and its
-    evaluation."""
-    l1 = experiments.recovery_setup(scale).l1_coefficients
-    selected = sparsest_within(run.evaluation, len(l1), max_fvu)
-    index = torch.arange(len(selected)) * len(l1) + selected
-    return l1, selected, run.evaluation.select(index)
-
-
 @pytest.mark.claim(
     id="sae.recovery.sparse",
     paper=SHARKEY,
@@ -59,49 +49,67 @@ def kept(run, scale: str, max_fvu: float):
     "the ground truth: at least the recovery fraction of the represented features (‖W_i‖ > 0.5) "
     "has a decoder row with |cos| > 0.9.",
 )
-def test_sae_recovers_sparse_features(sae_recovery, run_settings, record):
+def test_sae_recovers_sparse_features(sae_recovery: EvaluatedSAEs, record):
     max_fvu = record.threshold("fvu").value
-    l1, selected, best = kept(sae_recovery, run_settings.scale, max_fvu)
-    densities = torch.tensor(sae_recovery.toy.config.feature_probability)
-    sparse = densities <= record.threshold("max_density").value
-    setup = experiments.recovery_setup(run_settings.scale)
+    max_density = record.threshold("max_density").value
+    kept = sae_recovery.kept(max_fvu)
+    best, l1 = kept.evaluation, sae_recovery.l1_coefficients
+    densities = sae_recovery.densities
+    sparse = densities <= max_density
     record.metric("densities", densities)
-    record.metric("l1_kept", [l1[i] for i in selected.tolist()])
-    record.metric("represented_features", best.n_represented, unit="‖W_i‖ > 0.5, per density")
+    record.metric("l1_kept", kept.l1)
+    record.metric(
+        "represented_features",
+        best.n_represented,
+        unit=f"‖W_i‖ > {sae_recovery.represented_norm:g}, per density",
+    )
     record.metric(
         "recovery_all_l1",
-        sae_recovery.evaluation.grid("recovery", len(l1)),
+        sae_recovery.grid("recovery"),
         unit="rows: densities, columns: L1 values " + ", ".join(map(str, l1)),
     )
     record.metric("recovery_per_density", best.recovery)
-    record.metric("recovery_signed", best.recovery_signed, unit="cos > 0.9: an antipode does not count")
+    record.metric(
+        "recovery_signed",
+        best.recovery_signed,
+        unit=f"cos > {sae_recovery.recovery_cosine:g}: an antipode does not count",
+    )
     record.metric("mmcs_features_to_latents", best.mmcs_features)
     record.metric("mmcs_latents_to_features", best.mmcs_latents)
     record.metric("l0", best.l0, unit="active latents per input")
-    record.metric("dead_latents", best.dead, unit="of 20")
+    record.metric("dead_latents", best.dead, unit=f"of {sae_recovery.d_sae}")
     record.metric("procrustes_similarity", best.procrustes)
     record.check("recovery at the judged densities", best.recovery[sparse], ">=", "recovery")
     record.check("FVU of the kept SAE at the judged densities", best.fvu[sparse], "<", "fvu")
+    samples = "; ".join(
+        f"{t.steps} steps × {t.batch_size} at densities {', '.join(f'{d:g}' for d in ds)}"
+        for ds, t in sae_recovery.training()
+    )
     record.note(
-        "Standard (ReLU + L1) sae-lens SAEs with n=20 latents on h = W x of the TMS 'basic' ReLU "
-        "models (fixture tms_relu, shared with the TMS claims), activations drawn on the fly. Per "
-        f"density an L1 sweep {l1} trained in one batched pass; the kept SAE is the sparsest "
-        f"(lowest L0) with FVU < {max_fvu}, chosen without looking at the ground truth. Samples: "
-        f"{setup.train.steps} steps × {setup.train.batch_size}; below density "
-        f"{setup.sparse_below}, where almost every input is all-zero, {setup.sparse_train.steps} "
-        f"× {setup.sparse_train.batch_size}. Recovery uses |cos| as stated, so one latent on an "
+        f"Standard (ReLU + L1) sae-lens SAEs with n={sae_recovery.d_sae} latents on h = W x of the "
+        "TMS 'basic' ReLU models (fixture tms_relu, shared with the TMS claims), activations drawn "
+        f"on the fly. Per density an L1 sweep {l1} trained in one batched pass; the kept SAE is the "
+        f"sparsest (lowest L0) with FVU < {max_fvu}, chosen without looking at the ground truth. "
+        f"Samples: {samples} (the sparsest inputs are almost all zero, so their SAEs need more to "
+        "see each feature often enough). Recovery uses |cos| as stated, so one latent on an "
         "antipodal pair recovers both features; recovery_signed does not allow that. The source's "
         "own toy data are sparse combinations of known directions, not a TMS model."
     )
     record.figure(
-        plot_recovery(densities.tolist(), sae_recovery.evaluation, l1, selected, max_fvu), "recovery"
+        plot_recovery(sae_recovery, kept, record.threshold("recovery").value, max_density),
+        "recovery",
     )
     shown = (int(torch.nonzero(sparse)[0]), 0)
     titles = [
-        f"density {densities[i]:g}, L1 {l1[selected[i]]:g}: recovery {best.recovery[i]:.2f}"
+        f"density {densities[i]:g}, L1 {kept.l1[i]:g}: recovery {best.recovery[i]:.2f}"
         for i in shown
     ]
-    record.figure(plot_cosine_heatmaps(best, list(zip(shown, titles, strict=True))), "cosines")
+    record.figure(
+        plot_cosine_heatmaps(
+            best, list(zip(shown, titles, strict=True)), sae_recovery.represented_norm
+        ),
+        "cosines",
+    )
 
 
 @pytest.mark.claim(
@@ -119,8 +127,9 @@ def test_sae_recovers_sparse_features(sae_recovery, run_settings, record):
     "importance-weighted reconstruction loss, averaged over runs, is largest lies in "
     "[0.82, 0.87]. The SAE's loss and the Procrustes similarity are other readings, recorded.",
 )
-def test_critical_sparsity(critical_sparsity: CriticalCurves, run_settings, record):
-    curves, setup = critical_sparsity, experiments.critical_setup(run_settings.scale)
+def test_critical_sparsity(critical_sparsity: CriticalCurves, record):
+    curves = critical_sparsity
+    toy_training, saes = curves.toy_config.train, curves.sae_config
     record.metric("sparsities", curves.sparsities)
     record.metric("toy_loss_mean_of_runs", curves.curves["toy_loss"].mean(0))
     for name, (description, extremum) in CURVES.items():
@@ -134,13 +143,13 @@ def test_critical_sparsity(critical_sparsity: CriticalCurves, run_settings, reco
         "peak_sparsity",
     )
     record.note(
-        f"{setup.runs} independent runs (own initialisation and data stream, instances of one "
+        f"{curves.runs} independent runs (own initialisation and data stream, instances of one "
         "batched sweep) per sparsity; the toy loss is measured on fresh inputs, like the "
         "repository's held-out test loss, and averaged over runs as the repository averages its "
-        f"seeds. One sae-lens L1 SAE (n latents, L1 {setup.l1_coefficient}) per run gives the "
+        f"seeds. One sae-lens L1 SAE (n latents, L1 {saes.l1_coefficients[0]}) per run gives the "
         "other readings. The repository trains with per-sample Adam (lr 0.01) for 10 epochs "
         "over 10,000 fixed samples; we train on fresh batches "
-        f"({setup.toy_train.steps} steps × {setup.toy_train.batch_size})."
+        f"({toy_training.steps} steps × {toy_training.batch_size})."
     )
     record.figure(
         plot_critical_curves(

@@ -7,15 +7,10 @@ import torch
 from sae_lens.config import SAETrainerConfig
 from sae_lens.training.sae_trainer import SAETrainer
 
+from replication.artifact import load_or_train
 from replication.cache import ArtifactCache
 from replication.sae.batched import SAEArchitecture, SAEStack
-from replication.sae.train import (
-    SAETrainConfig,
-    ToySAESweep,
-    load_or_train_toy_saes,
-    train_stack,
-    train_toy_saes,
-)
+from replication.sae.train import SAETrainConfig, ToySAESweep, keyed_toy, train_stack
 from replication.toy.sweep import ToySweep, geometric_importance, train_sweep
 from replication.toy.train import TrainConfig
 
@@ -80,7 +75,7 @@ def test_sae_training_loss_decreases(tiny_toy):
         (0.01, 0.1),
         SAETrainConfig(steps=300, batch_size=128, lr=3e-3),
     )
-    history = train_toy_saes(config, tiny_toy).loss_history
+    history = config.train("cpu", tiny_toy).loss_history
     assert history["mse_loss"].shape == (2, config.n_instances)  # 300 steps, logged every 250
     assert (history["loss"][-1] < 0.5 * history["loss"][0]).all()
 
@@ -93,13 +88,28 @@ def test_same_seed_same_saes_and_cache_round_trip(tiny_toy, tmp_path):
         SAETrainConfig(steps=20, batch_size=32),
         seed=3,
     )
-    first = train_toy_saes(config, tiny_toy)
+    first = config.train("cpu", tiny_toy)
     cache = ArtifactCache(tmp_path)
-    cached = load_or_train_toy_saes(config, tiny_toy, cache, "cpu")
-    again = load_or_train_toy_saes(config, tiny_toy, cache, "cpu")
+    cached = load_or_train(config, cache, "cpu", upstream=(keyed_toy(tiny_toy),))
+    again = load_or_train(config, cache, "cpu", upstream=(keyed_toy(tiny_toy),))
     for name, value in first.weights.items():
         assert torch.equal(value, cached.weights[name]) and torch.equal(value, again.weights[name])
     assert len(list((tmp_path / "toy-sae").iterdir())) == 1
+    assert cached.cache_key == again.cache_key
+
+
+def test_the_toy_model_key_enters_the_sae_key(tiny_toy, tmp_path):
+    """The SAEs' cache key follows their upstream toy artifact's key, also when that is given."""
+    config = ToySAESweep(TINY_TOY, SAEArchitecture("topk", 3, 6, k=1), (), SAETrainConfig(steps=2))
+    cache = ArtifactCache(tmp_path)
+    computed = load_or_train(config, cache, "cpu", upstream=(keyed_toy(tiny_toy),))
+    assert tiny_toy.cache_key == ArtifactCache.key(TINY_TOY.to_dict(), "replication.toy.sweep")
+    other = copy.copy(tiny_toy)
+    other.cache_key = "another toy model"
+    assert keyed_toy(other).cache_key == "another toy model"
+    moved = load_or_train(config, cache, "cpu", upstream=(other,))
+    assert moved.cache_key != computed.cache_key
+    assert len(list((tmp_path / "toy-sae").iterdir())) == 2
 
 
 def test_stack_round_trips_to_sae_lens_modules():

@@ -15,8 +15,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from replication.sae.evaluation import SAEEvaluation
-from replication.toy.sweep import TrainedSweep
+from replication.sae.evaluation import EvaluatedSAEs
+from replication.sae.train import ToySAESweep
+from replication.toy.sweep import ToySweep
 
 #: curve name → (description, which extremum the claim locates)
 CURVES = {
@@ -30,18 +31,22 @@ CURVES = {
 
 @dataclass
 class CriticalCurves:
-    """Every curve of :data:`CURVES` as ``(runs, sparsities)``, the grid of sparsities, and the
-    number of toy features."""
+    """Every curve of :data:`CURVES` as ``(runs, sparsities)``, the grid of sparsities, the
+    number of toy features, and the configurations the curves were measured on (if known)."""
 
     n_features: int
     sparsities: Float[Tensor, " sparsities"]
     curves: dict[str, Float[Tensor, "runs sparsities"]]
+    toy_config: ToySweep | None = None
+    sae_config: ToySAESweep | None = None
 
     @classmethod
-    def measure(
-        cls, toy: TrainedSweep, evaluation: SAEEvaluation, sparsities: tuple[float, ...]
-    ) -> CriticalCurves:
-        """Curves of a critical-sparsity sweep (configuration = run × sparsity, one SAE each)."""
+    def measure(cls, run: EvaluatedSAEs, sparsities: tuple[float, ...]) -> CriticalCurves:
+        """Curves of a critical-sparsity sweep (toy configuration ``run * len(sparsities) + i``
+        is run ``run`` at ``sparsities[i]``; one SAE each)."""
+        toy, evaluation = run.toy, run.evaluation
+        if len(run.saes) != 1 or run.n_variants != 1:
+            raise ValueError("a critical-sparsity sweep has one SAE sweep with one SAE per run")
         shape = (-1, len(sparsities))
         p = torch.tensor(toy.config.feature_probability)
         importance = torch.tensor(toy.config.importance).expand(len(p), -1).sum(-1)
@@ -57,7 +62,13 @@ class CriticalCurves:
             toy.config.n_features,
             torch.tensor(sparsities, dtype=torch.float64),  # exact grid values, compared to bands
             {k: v.reshape(shape) for k, v in curves.items()},
+            toy.config,
+            run.saes[0].config,
         )
+
+    @property
+    def runs(self) -> int:
+        return next(iter(self.curves.values())).shape[0]
 
     def locations(self, name: str) -> Float[Tensor, " runs"]:
         """The sparsity of each run's extremum of curve ``name`` (max, or min for similarity)."""

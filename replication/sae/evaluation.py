@@ -1,4 +1,5 @@
-"""Score every SAE of a trained sweep on fresh activations of its toy model."""
+"""Score every SAE of a trained sweep on fresh activations of its toy model, and read the scores
+by their layout: a (toy configuration × L1 value) grid, and the SAE kept per configuration."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from replication.sae import metrics
-from replication.sae.train import TrainedToySAEs
-from replication.toy.metrics import represented
+from replication.sae.train import SAETrainConfig, TrainedToySAEs
+from replication.toy.metrics import REPRESENTED_NORM, represented
 from replication.toy.sweep import TrainedSweep
 
 EVAL_SAMPLES = 16_384
@@ -80,8 +81,12 @@ def evaluate(
     toy: TrainedSweep,
     n_samples: int = EVAL_SAMPLES,
     device: torch.device | str = "cpu",
+    recovery_cosine: float = metrics.RECOVERY_COSINE,
+    represented_norm: float = REPRESENTED_NORM,
 ) -> SAEEvaluation:
-    """Score every SAE of ``trained`` on ``n_samples`` fresh inputs of its toy model."""
+    """Score every SAE of ``trained`` on ``n_samples`` fresh inputs of its toy model: a feature
+    counts when ``‖W_i‖ > represented_norm`` and is recovered by a decoder row with
+    ``|cos| > recovery_cosine``."""
     config = trained.config
     generator = torch.Generator(device).manual_seed(config.seed + EVAL_SEED_OFFSET)
     h = config.activations(toy, n_samples, generator)()
@@ -92,14 +97,14 @@ def evaluate(
     frequency = metrics.firing_frequency(acts)
     alive = frequency > 0
     W = toy.W.to(device)[index]
-    truth = represented(W)
+    truth = represented(W, represented_norm)
     cosines = metrics.cosines(W, stack.params["W_dec"].detach())
     abs_cosines = cosines.abs()
     mmcs_features, mmcs_latents = metrics.mmcs(abs_cosines, truth, alive)
     dense = frequency > metrics.DENSE_FACTOR * p[index, None]
     return SAEEvaluation(
-        recovery=metrics.recovery(abs_cosines, truth),
-        recovery_signed=metrics.recovery(cosines, truth),
+        recovery=metrics.recovery(abs_cosines, truth, recovery_cosine),
+        recovery_signed=metrics.recovery(cosines, truth, recovery_cosine),
         mmcs_features=mmcs_features,
         mmcs_latents=mmcs_latents,
         fvu=metrics.fraction_variance_unexplained(h, h_hat),
@@ -128,3 +133,87 @@ def sparsest_within(
     acceptable = fvu < max_fvu
     score = torch.where(acceptable, l0, torch.inf)
     return torch.where(acceptable.any(-1), score.argmin(-1), fvu.argmin(-1))
+
+
+@dataclass
+class KeptSAEs:
+    """The SAE kept per toy configuration of an :class:`EvaluatedSAEs` (see
+    :meth:`EvaluatedSAEs.kept`).
+
+    Attributes:
+        variant: ``(configs,)`` the index of each kept SAE's L1 value.
+        l1: each kept SAE's L1 coefficient.
+        evaluation: the kept SAEs' scores, one per configuration.
+        max_fvu: the FVU bound they were chosen by.
+    """
+
+    variant: Int[Tensor, " configs"]
+    l1: list[float]
+    evaluation: SAEEvaluation
+    max_fvu: float
+
+
+@dataclass
+class EvaluatedSAEs:
+    """A toy sweep, the SAE sweeps trained on its activations, and their scores, with the layout
+    to read them: one evaluation ordered by toy configuration, then L1 value.
+
+    Attributes:
+        toy: the trained toy sweep (the SAEs' upstream artifact).
+        saes: SAE sweeps over disjoint toy configurations, every one with the same L1 values.
+        evaluation: every SAE's scores (see :func:`evaluate`).
+        recovery_cosine, represented_norm: the cut-offs the scores were computed with.
+    """
+
+    toy: TrainedSweep
+    saes: list[TrainedToySAEs]
+    evaluation: SAEEvaluation
+    recovery_cosine: float = metrics.RECOVERY_COSINE
+    represented_norm: float = REPRESENTED_NORM
+
+    @classmethod
+    def of(cls, toy: TrainedSweep, saes: list[TrainedToySAEs], device: torch.device | str = "cpu",
+           **cut_offs: float) -> EvaluatedSAEs:
+        """Score ``saes`` (trained on ``toy``) with :func:`evaluate` and merge their scores."""
+        if len({s.config.l1_coefficients for s in saes}) != 1:
+            raise ValueError("the SAE sweeps of one evaluation need the same L1 coefficients; got "
+                             + ", ".join(str(s.config.l1_coefficients) for s in saes))
+        evaluation = SAEEvaluation.merge([evaluate(s, toy, device=device, **cut_offs) for s in saes])
+        return cls(toy, saes, evaluation, **cut_offs)
+
+    @property
+    def l1_coefficients(self) -> tuple[float, ...]:
+        """The L1 values every toy configuration has an SAE for (the grid's columns)."""
+        return self.saes[0].config.l1_coefficients
+
+    @property
+    def n_variants(self) -> int:
+        return self.saes[0].config.n_variants
+
+    @property
+    def densities(self) -> Float[Tensor, " configs"]:
+        """The feature density of every toy configuration with SAEs (the grid's rows)."""
+        configs = self.evaluation.toy_config.view(-1, self.n_variants)[:, 0]
+        return torch.tensor(self.toy.config.feature_probability)[configs]
+
+    @property
+    def d_sae(self) -> int:
+        return self.saes[0].config.architecture.d_sae
+
+    def grid(self, name: str) -> Tensor:
+        """Score ``name`` laid out ``(configs, l1 values, ...)``."""
+        return self.evaluation.grid(name, self.n_variants)
+
+    def training(self) -> list[tuple[tuple[float, ...], SAETrainConfig]]:
+        """Per SAE sweep: the densities it covers and its optimisation settings."""
+        density = self.toy.config.feature_probability
+        return [(tuple(density[c] for c in s.config.toy_configs), s.config.training) for s in self.saes]
+
+    def kept(self, max_fvu: float) -> KeptSAEs:
+        """Per toy configuration, the SAE kept without looking at the ground truth: the sparsest
+        (lowest L0) with FVU below ``max_fvu``, or the lowest FVU where none is
+        (:func:`sparsest_within`)."""
+        variant = sparsest_within(self.evaluation, self.n_variants, max_fvu)
+        index = torch.arange(len(variant)) * self.n_variants + variant
+        return KeptSAEs(variant, [self.l1_coefficients[v] for v in variant.tolist()],
+                        self.evaluation.select(index), max_fvu)

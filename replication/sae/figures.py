@@ -10,35 +10,31 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from replication.sae.critical import CURVES, CriticalCurves
-from replication.sae.evaluation import SAEEvaluation
-from replication.sae.metrics import RECOVERY_COSINE
+from replication.sae.evaluation import EvaluatedSAEs, KeptSAEs, SAEEvaluation
 
 
-def plot_recovery(
-    densities: tuple[float, ...],
-    evaluation: SAEEvaluation,
-    l1_coefficients: tuple[float, ...],
-    selected: Tensor,
-    max_fvu: float,
-) -> Figure:
-    """Recovery, MMCS and FVU against density: every L1 value thin, the kept SAE bold."""
-    n_variants = len(l1_coefficients)
-    x = np.asarray(densities)
-    rows = torch.arange(len(densities))
+def plot_recovery(run: EvaluatedSAEs, kept: KeptSAEs, min_recovery: float, max_density: float
+                  ) -> Figure:
+    """Recovery, MMCS and FVU against density: every L1 value thin, the kept SAE bold; the
+    claim's bounds (``min_recovery``, ``kept.max_fvu``) dotted, its densities (at or below
+    ``max_density``) shaded."""
+    x = run.densities.numpy()
+    rows = torch.arange(len(x))
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    for name, ax, threshold in (("recovery", axes[0], 0.9), ("fvu", axes[2], max_fvu)):
-        grid = evaluation.grid(name, n_variants)
-        for v, l1 in enumerate(l1_coefficients):
+    for name, ax, threshold in (("recovery", axes[0], min_recovery), ("fvu", axes[2], kept.max_fvu)):
+        grid = run.grid(name)
+        for v, l1 in enumerate(run.l1_coefficients):
             ax.plot(x, grid[:, v], "-", lw=1, alpha=0.6, label=f"L1 {l1:g}")
-        ax.plot(x, grid[rows, selected], "ko-", lw=2, label="kept (lowest L0, FVU<0.1)")
+        ax.plot(x, grid[rows, kept.variant], "ko-", lw=2,
+                label=f"kept (lowest L0, FVU<{kept.max_fvu:g})")
         ax.axhline(threshold, color="r", ls=":", lw=1)
-    axes[0].set_ylabel(f"recovery (|cos| > {RECOVERY_COSINE})")
+    axes[0].set_ylabel(f"recovery (|cos| > {run.recovery_cosine:g})")
     axes[2].set_ylabel("fraction of variance unexplained")
     axes[2].set_yscale("log")
     for name, style in (("mmcs_features", "o-"), ("mmcs_latents", "s--")):
         axes[1].plot(
             x,
-            evaluation.grid(name, n_variants)[rows, selected],
+            getattr(kept.evaluation, name),
             style,
             label={
                 "mmcs_features": "features → latents",
@@ -50,18 +46,22 @@ def plot_recovery(
         ax.set_xscale("log")
         ax.invert_xaxis()
         ax.set_xlabel("feature density 1 − S")
-        ax.axvspan(0.1, min(x), color="0.9", zorder=0)
+        ax.axvspan(max_density, min(x), color="0.9", zorder=0)
         ax.legend(fontsize=7)
+    toy = run.toy.config
     fig.suptitle(
-        "SAEs (n=20 latents) on TMS n=20 → m=5 activations; shaded: densities the claim tests"
+        f"SAEs (n={run.d_sae} latents) on TMS n={toy.n_features} → m={toy.n_hidden} activations; "
+        "shaded: densities the claim tests"
     )
     fig.tight_layout()
     return fig
 
 
-def plot_cosine_heatmaps(evaluation: SAEEvaluation, panels: list[tuple[int, str]]) -> Figure:
-    """cos of the represented ground-truth features (rows) × decoder rows (columns), one panel
-    per ``(SAE index, title)``.
+def plot_cosine_heatmaps(
+    evaluation: SAEEvaluation, panels: list[tuple[int, str]], represented_norm: float
+) -> Figure:
+    """cos of the represented ground-truth features (rows, ``‖W_i‖ > represented_norm``) ×
+    decoder rows (columns), one panel per ``(SAE index, title)``.
 
     Signed, so an antipodal pair of features (W_j = −c W_i) shows as a blue/red pair of rows.
     Latents are ordered by the feature they match best (|cos|); dead latents go last, marked x.
@@ -81,7 +81,7 @@ def plot_cosine_heatmaps(evaluation: SAEEvaluation, panels: list[tuple[int, str]
         dead = [column for column, latent in enumerate(order.tolist()) if not alive[latent]]
         ax.set_xticks(dead, ["x"] * len(dead), color="k")
         ax.set_xlabel("SAE latents, ordered by best-matching feature (x: dead)")
-        ax.set_ylabel("represented feature i (‖W_i‖ > 0.5)")
+        ax.set_ylabel(f"represented feature i (‖W_i‖ > {represented_norm:g})")
         ax.set_title(title, fontsize=9)
         fig.colorbar(image, ax=ax, label="cos(W_i, decoder row)")
     return fig

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float, Int
@@ -24,7 +25,6 @@ from replication.sae.batched import SAEArchitecture, SAEStack
 from replication.toy.data import SparseFeatureSampler
 from replication.toy.sweep import ToySweep, TrainedSweep
 
-CACHE_KIND = "toy-sae"
 MAX_GRAD_NORM = 1.0  # sae-lens SAETrainer clips every SAE's gradient norm at 1.0
 
 
@@ -85,7 +85,9 @@ class ToyActivations:
 
 @dataclass(frozen=True)
 class ToySAESweep:
-    """SAEs on the hidden activations of (some) configurations of a toy sweep.
+    """SAEs on the hidden activations of (some) configurations of a toy sweep: the config of a
+    :mod:`replication.artifact` whose upstream artifact is the trained toy sweep, so
+    ``load_or_train(sweep, cache, device, upstream=(keyed_toy(toy),))`` trains or loads it.
 
     Instances are laid out configuration-major: SAE ``k * variants + v`` reads the k-th chosen
     toy configuration with the v-th L1 coefficient.
@@ -94,15 +96,17 @@ class ToySAESweep:
         toy: the toy sweep whose trained (kept) models produce the activations.
         architecture: the sae-lens SAE every instance uses; ``d_in`` must equal ``toy.n_hidden``.
         l1_coefficients: standard SAEs: one SAE per toy configuration and value; TopK: empty.
-        train: optimisation settings.
+        training: optimisation settings.
         seed: seeds the SAEs' initialisation and the activation stream.
         configs: the toy configurations that get SAEs (``None``: all of them).
     """
 
+    kind: ClassVar[str] = "toy-sae"
+
     toy: ToySweep
     architecture: SAEArchitecture
     l1_coefficients: tuple[float, ...] = ()
-    train: SAETrainConfig = field(default_factory=SAETrainConfig)
+    training: SAETrainConfig = field(default_factory=SAETrainConfig)
     seed: int = 0
     configs: tuple[int, ...] | None = None
 
@@ -162,7 +166,7 @@ class ToySAESweep:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             saes = [
-                self.architecture.build(l1, self.train.l1_warm_up_steps)
+                self.architecture.build(l1, self.training.l1_warm_up_steps)
                 for _ in self.toy_configs
                 for l1 in coefficients
             ]
@@ -170,6 +174,46 @@ class ToySAESweep:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def train(self, device: torch.device | str, toy: TrainedSweep) -> TrainedToySAEs:
+        """Train every SAE on activations of ``toy``'s models, in one loop."""
+        stack = self.build_stack().to(device)
+        generator = torch.Generator(device).manual_seed(self.seed)
+        history = train_stack(
+            stack,
+            self.activations(toy, self.training.batch_size, generator),
+            self.training,
+            description=f"SAEs {self.architecture.kind} d_sae={self.architecture.d_sae} "
+            f"×{self.n_instances}",
+        )
+        weights = {k: v.detach().cpu() for k, v in stack.params.items()}
+        return TrainedToySAEs(self, weights, {k: v.cpu() for k, v in history.items()})
+
+    def from_tensors(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> TrainedToySAEs:
+        split = {
+            prefix: {
+                k.removeprefix(f"{prefix}."): v
+                for k, v in tensors.items()
+                if k.startswith(f"{prefix}.")
+            }
+            for prefix in ("weights", "history")
+        }
+        return TrainedToySAEs(self, split["weights"], split["history"])
+
+
+def keyed_toy(toy: TrainedSweep) -> TrainedSweep:
+    """``toy``, carrying the ``cache_key`` that :func:`replication.artifact.load_or_train` reads
+    from an upstream artifact (so the SAEs' key includes the toy model's).
+
+    The toy family does not load through ``load_or_train`` yet, so a :class:`TrainedSweep` may
+    have no ``cache_key``: it then gets the key ``load_or_train`` gives a config, its
+    ``to_dict()`` and the code of its module (``replication.toy.sweep`` and what that imports), so
+    it changes whenever the toy model's configuration or training code does. Once the toy
+    artifact carries its own ``cache_key``, delete this function and pass ``upstream=(toy,)``.
+    """
+    if getattr(toy, "cache_key", None) is None:
+        toy.cache_key = ArtifactCache.key(toy.config.to_dict(), type(toy.config).__module__)
+    return toy
 
 
 def clip_grad_norm_per_instance(params: list[Tensor], max_norm: float) -> None:
@@ -255,46 +299,5 @@ class TrainedToySAEs:
             **{f"history.{k}": v for k, v in self.loss_history.items()},
         }
 
-    @classmethod
-    def from_tensors(cls, config: ToySAESweep, tensors: dict[str, Tensor]) -> TrainedToySAEs:
-        split = {
-            prefix: {
-                k.removeprefix(f"{prefix}."): v
-                for k, v in tensors.items()
-                if k.startswith(f"{prefix}.")
-            }
-            for prefix in ("weights", "history")
-        }
-        return cls(config, split["weights"], split["history"])
-
-
-def train_toy_saes(
-    config: ToySAESweep, toy: TrainedSweep, device: torch.device | str = "cpu"
-) -> TrainedToySAEs:
-    """Train every SAE of ``config`` on activations of ``toy``'s models, in one loop."""
-    stack = config.build_stack().to(device)
-    generator = torch.Generator(device).manual_seed(config.seed)
-    history = train_stack(
-        stack,
-        config.activations(toy, config.train.batch_size, generator),
-        config.train,
-        description=f"SAEs {config.architecture.kind} d_sae={config.architecture.d_sae} "
-        f"×{config.n_instances}",
-    )
-    weights = {k: v.detach().cpu() for k, v in stack.params.items()}
-    return TrainedToySAEs(config, weights, {k: v.cpu() for k, v in history.items()})
-
-
-def load_or_train_toy_saes(
-    config: ToySAESweep, toy: TrainedSweep, cache: ArtifactCache, device
-) -> TrainedToySAEs:
-    """:func:`train_toy_saes` through the artifact cache: a second run trains nothing."""
-    tensors, _ = cache.get_or_build(
-        CACHE_KIND,
-        config.to_dict(),
-        lambda: (
-            train_toy_saes(config, toy, device).tensors(),
-            {"n_instances": config.n_instances},
-        ),
-    )
-    return TrainedToySAEs.from_tensors(config, tensors)
+    def meta(self) -> dict[str, Any]:
+        return {"n_instances": self.config.n_instances}
