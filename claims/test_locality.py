@@ -270,7 +270,10 @@ def test_sae_superposition(local_preset, record):
     source=f"{TEX}, section 'Depth dependence of entropy' (Pythia-70m-deduped); later presets: "
            "figures/entropy_vs_depth__<preset>.png of the same repository (read by eye)",
     quote="Quantitatively, the mean entropies (mean $\\pm$ standard deviation) are: layer~0: "
-          "$0.898 \\pm 0.618$~bits (71~features); ...",
+          "$0.898 \\pm 0.618$~bits (71~features); layer~1: $1.859 \\pm 0.880$~bits "
+          "(43~features); layer~2: $2.484 \\pm 0.922$~bits (116~features); layer~3: "
+          "$3.163 \\pm 0.842$~bits (225~features); layer~4: $3.705 \\pm 0.809$~bits "
+          "(211~features).",
     statement="The per-layer mean H_pos matches the reference values (the paper's printed "
               "numbers for Pythia-70m-deduped; first and last layer read off the figures for "
               "the later presets) within our tolerance, and presets with a plateau in their "
