@@ -5,7 +5,8 @@ L1 coefficient. Each step draws fresh inputs x from every toy configuration's da
 takes its hidden activations h = W x, and gives every SAE the batch of its toy model; the SAEs
 of one toy model share their batches. The step is sae-lens's own: its ``training_forward_pass``
 (through :class:`~replication.sae.batched.SAEStack`), Adam with the library's betas, each SAE's
-gradient norm clipped at 1.0 as ``SAETrainer`` does, its learning-rate and coefficient schedules.
+gradient norm clipped at 1.0 as ``SAETrainer`` does, its learning-rate and coefficient schedules,
+run by the loop the toy models train in (:func:`replication.toy.train.logged_loop`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ import torch
 from jaxtyping import Float, Int
 from sae_lens.training.optim import CoefficientScheduler, get_lr_scheduler
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from replication.cache import ArtifactCache
 from replication.sae.batched import SAEArchitecture, SAEStack
 from replication.toy.data import SparseFeatureSampler
 from replication.toy.sweep import ToySweep, TrainedSweep
+from replication.toy.train import logged_loop
 
 MAX_GRAD_NORM = 1.0  # sae-lens SAETrainer clips every SAE's gradient norm at 1.0
 
@@ -87,7 +87,7 @@ class ToyActivations:
 class ToySAESweep:
     """SAEs on the hidden activations of (some) configurations of a toy sweep: the config of a
     :mod:`replication.artifact` whose upstream artifact is the trained toy sweep, so
-    ``load_or_train(sweep, cache, device, upstream=(keyed_toy(toy),))`` trains or loads it.
+    ``load_or_train(sweep, cache, device, upstream=(toy,))`` trains or loads it.
 
     Instances are laid out configuration-major: SAE ``k * variants + v`` reads the k-th chosen
     toy configuration with the v-th L1 coefficient.
@@ -201,21 +201,6 @@ class ToySAESweep:
         return TrainedToySAEs(self, split["weights"], split["history"])
 
 
-def keyed_toy(toy: TrainedSweep) -> TrainedSweep:
-    """``toy``, carrying the ``cache_key`` that :func:`replication.artifact.load_or_train` reads
-    from an upstream artifact (so the SAEs' key includes the toy model's).
-
-    The toy family does not load through ``load_or_train`` yet, so a :class:`TrainedSweep` may
-    have no ``cache_key``: it then gets the key ``load_or_train`` gives a config, its
-    ``to_dict()`` and the code of its module (``replication.toy.sweep`` and what that imports), so
-    it changes whenever the toy model's configuration or training code does. Once the toy
-    artifact carries its own ``cache_key``, delete this function and pass ``upstream=(toy,)``.
-    """
-    if getattr(toy, "cache_key", None) is None:
-        toy.cache_key = ArtifactCache.key(toy.config.to_dict(), type(toy.config).__module__)
-    return toy
-
-
 def clip_grad_norm_per_instance(params: list[Tensor], max_norm: float) -> None:
     """``torch.nn.utils.clip_grad_norm_`` applied to each instance's slice of stacked parameters."""
     norms = torch.stack([p.grad.flatten(1).norm(dim=1) for p in params]).norm(dim=0)
@@ -248,28 +233,19 @@ def train_stack(
         name: CoefficientScheduler(warm_up, 1.0)
         for name, warm_up in stack.coefficient_warm_up.items()
     }
-    history: dict[str, list[Tensor]] = {}
-    running: dict[str, Tensor] = {}
-    for step in tqdm(range(config.steps), desc=description, leave=False, mininterval=1.0):
+
+    def step(i: int) -> dict[str, Tensor]:
         coefficients = {
             name: stack.coefficient_values[name] * schedule.value
             for name, schedule in coefficient_schedules.items()
         }
-        loss, losses, _, _ = stack.training_forward_pass(next_batch(), coefficients, step)
+        loss, losses, _, _ = stack.training_forward_pass(next_batch(), coefficients, i)
         loss.sum().backward()
         clip_grad_norm_per_instance(params, MAX_GRAD_NORM)
-        optimizer.step()
-        optimizer.zero_grad()
-        lr_schedule.step()
-        for schedule in coefficient_schedules.values():
-            schedule.step()
-        for name, value in {"loss": loss, **losses}.items():
-            running[name] = running.get(name, 0.0) + value.detach()
-        if (step + 1) % log_every == 0 or step + 1 == config.steps:
-            for name, total in running.items():
-                history.setdefault(name, []).append(total / ((step % log_every) + 1))
-            running = {}
-    return {name: torch.stack(values) for name, values in history.items()}
+        return {"loss": loss, **losses}
+
+    schedules = (lr_schedule, *coefficient_schedules.values())
+    return logged_loop(config.steps, step, optimizer, schedules, description, log_every)
 
 
 @dataclass

@@ -1,15 +1,17 @@
 """One training loop for every instance of a toy-model sweep.
 
 Each step asks a batch source for ``(x, example_weight)``, takes the closed-form loss and
-gradients of all instances at once and steps one fused optimizer. The loop does no host work
-per step: losses stay on the device and are read once per progress update.
+gradients of all instances at once and steps one fused optimizer. The loop itself
+(:func:`logged_loop`, also the SAE trainer's) does no host work per step: losses stay on the
+device and are read once per progress update.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -71,6 +73,46 @@ def make_optimizer(model: ToyModel, config: TrainConfig) -> torch.optim.Optimize
     return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
 
 
+def logged_loop(
+    steps: int,
+    step: Callable[[int], dict[str, Float[Tensor, " inst"]]],
+    optimizer: torch.optim.Optimizer,
+    schedules: Sequence[Any] = (),
+    description: str = "training",
+    log_every: int = 500,
+) -> dict[str, Float[Tensor, "logs inst"]]:
+    """The training loop shared by every batched trainer (toy models, their SAEs).
+
+    Each of ``steps`` iterations calls ``step(i)``, which sets the gradients and returns the
+    per-instance loss terms (``loss`` first: the progress bar shows its mean), then steps the
+    optimizer, clears the gradients and steps each of ``schedules`` (anything with ``step()``).
+    The loss terms are summed on the device; the host reads them once per log interval.
+
+    Returns: each loss term averaged over each log interval (the last one may be shorter).
+    """
+    history: dict[str, list[Tensor]] = {}
+    running: dict[str, Tensor] = {}
+    with tqdm(total=steps, desc=description, leave=False, mininterval=1.0) as bar:
+        for i in range(steps):
+            losses = step(i)
+            optimizer.step()
+            optimizer.zero_grad()
+            for schedule in schedules:
+                schedule.step()
+            for name, value in losses.items():
+                if name not in running:
+                    running[name] = torch.zeros_like(value)
+                running[name] += value.detach()
+            if (i + 1) % log_every == 0 or i + 1 == steps:
+                for name, total in running.items():
+                    history.setdefault(name, []).append(total / ((i % log_every) + 1))
+                running = {}
+                bar.set_postfix(loss=f"{next(iter(history.values()))[-1].mean().item():.4g}",
+                                refresh=False)
+                bar.update((i % log_every) + 1)
+    return {name: torch.stack(values) for name, values in history.items()}
+
+
 def train(
     model: ToyModel,
     next_batch: Callable[[], Batch],
@@ -79,20 +121,16 @@ def train(
     description: str = "toy models",
     log_every: int = 500,
 ) -> Float[Tensor, "logs inst"]:
-    """Train every instance of ``model`` in place; returns the mean loss per log interval."""
+    """Train every instance of ``model`` in place; returns the mean loss per log interval.
+
+    Gradients are the model's closed form (``loss_and_grads``), stepped by one fused optimizer.
+    """
     optimizer = make_optimizer(model, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    history, running = [], torch.zeros(model.W.shape[0], device=model.W.device)
-    with tqdm(total=config.steps, desc=description, leave=False, mininterval=1.0) as bar:
-        for step in range(config.steps):
-            x, example_weight = next_batch()
-            loss, model.W.grad, model.b.grad = model.loss_and_grads(x, importance, example_weight)
-            optimizer.step()
-            schedule.step()
-            running += loss
-            if (step + 1) % log_every == 0 or step + 1 == config.steps:
-                history.append(running / ((step % log_every) + 1))
-                running = torch.zeros_like(running)
-                bar.set_postfix(loss=f"{history[-1].mean().item():.4g}", refresh=False)
-                bar.update((step % log_every) + 1)
-    return torch.stack(history)
+
+    def step(_: int) -> dict[str, Tensor]:
+        x, example_weight = next_batch()
+        loss, model.W.grad, model.b.grad = model.loss_and_grads(x, importance, example_weight)
+        return {"loss": loss}
+
+    return logged_loop(config.steps, step, optimizer, (schedule,), description, log_every)["loss"]
