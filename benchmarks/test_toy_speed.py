@@ -12,7 +12,7 @@ import einops
 import torch
 
 from replication.toy.experiments import BASIC_DENSITIES
-from replication.toy.sweep import ToySweep, geometric_importance, train_sweep
+from replication.toy.sweep import ToySweep, geometric_importance
 from replication.toy.train import TrainConfig
 
 STEPS = 300
@@ -41,8 +41,8 @@ def naive_training(steps: int, seed: int = 0) -> None:
 
 def engine_training(steps: int, seed: int = 0) -> None:
     sweep = ToySweep(20, 5, BASIC_DENSITIES, (geometric_importance(20, 0.7),),
-                     train=TrainConfig(steps=steps, batch_size=1024), seed=seed)
-    train_sweep(sweep)
+                     training=TrainConfig(steps=steps, batch_size=1024), seed=seed)
+    sweep.train()
 
 
 def test_engine_against_naive_loop(benchmark, speed):

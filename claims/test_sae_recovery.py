@@ -129,7 +129,7 @@ def test_sae_recovers_sparse_features(sae_recovery: EvaluatedSAEs, record):
 )
 def test_critical_sparsity(critical_sparsity: CriticalCurves, record):
     curves = critical_sparsity
-    toy_training, saes = curves.toy_config.train, curves.sae_config
+    toy_training, saes = curves.toy_config.training, curves.sae_config
     record.metric("sparsities", curves.sparsities)
     record.metric("toy_loss_mean_of_runs", curves.curves["toy_loss"].mean(0))
     for name, (description, extremum) in CURVES.items():

@@ -10,8 +10,8 @@ from sae_lens.training.sae_trainer import SAETrainer
 from replication.artifact import load_or_train
 from replication.cache import ArtifactCache
 from replication.sae.batched import SAEArchitecture, SAEStack
-from replication.sae.train import SAETrainConfig, ToySAESweep, keyed_toy, train_stack
-from replication.toy.sweep import ToySweep, geometric_importance, train_sweep
+from replication.sae.train import SAETrainConfig, ToySAESweep, train_stack
+from replication.toy.sweep import ToySweep, geometric_importance
 from replication.toy.train import TrainConfig
 
 TINY_TOY = ToySweep(
@@ -19,13 +19,14 @@ TINY_TOY = ToySweep(
     3,
     (0.1, 0.3),
     (geometric_importance(6, 0.8),),
-    train=TrainConfig(steps=300, batch_size=256, lr=1e-2),
+    training=TrainConfig(steps=300, batch_size=256, lr=1e-2),
 )
 
 
 @pytest.fixture(scope="module")
-def tiny_toy():
-    return train_sweep(TINY_TOY)
+def tiny_toy(tmp_path_factory):
+    """The tiny toy sweep as the SAE fixtures get it: through the cache, carrying its key."""
+    return load_or_train(TINY_TOY, ArtifactCache(tmp_path_factory.mktemp("toy")), "cpu")
 
 
 @pytest.mark.parametrize(
@@ -90,8 +91,8 @@ def test_same_seed_same_saes_and_cache_round_trip(tiny_toy, tmp_path):
     )
     first = config.train("cpu", tiny_toy)
     cache = ArtifactCache(tmp_path)
-    cached = load_or_train(config, cache, "cpu", upstream=(keyed_toy(tiny_toy),))
-    again = load_or_train(config, cache, "cpu", upstream=(keyed_toy(tiny_toy),))
+    cached = load_or_train(config, cache, "cpu", upstream=(tiny_toy,))
+    again = load_or_train(config, cache, "cpu", upstream=(tiny_toy,))
     for name, value in first.weights.items():
         assert torch.equal(value, cached.weights[name]) and torch.equal(value, again.weights[name])
     assert len(list((tmp_path / "toy-sae").iterdir())) == 1
@@ -99,14 +100,15 @@ def test_same_seed_same_saes_and_cache_round_trip(tiny_toy, tmp_path):
 
 
 def test_the_toy_model_key_enters_the_sae_key(tiny_toy, tmp_path):
-    """The SAEs' cache key follows their upstream toy artifact's key, also when that is given."""
+    """The SAEs' cache key is built from their upstream toy artifact's own ``cache_key``: another
+    toy model (another key) gives another SAE entry."""
     config = ToySAESweep(TINY_TOY, SAEArchitecture("topk", 3, 6, k=1), (), SAETrainConfig(steps=2))
     cache = ArtifactCache(tmp_path)
-    computed = load_or_train(config, cache, "cpu", upstream=(keyed_toy(tiny_toy),))
-    assert tiny_toy.cache_key == ArtifactCache.key(TINY_TOY.to_dict(), "replication.toy.sweep")
+    computed = load_or_train(config, cache, "cpu", upstream=(tiny_toy,))
+    assert computed.cache_key == cache.key(config.to_dict(), type(config).__module__,
+                                           [tiny_toy.cache_key])
     other = copy.copy(tiny_toy)
     other.cache_key = "another toy model"
-    assert keyed_toy(other).cache_key == "another toy model"
     moved = load_or_train(config, cache, "cpu", upstream=(other,))
     assert moved.cache_key != computed.cache_key
     assert len(list((tmp_path / "toy-sae").iterdir())) == 2

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from replication.artifact import load_or_train
+from replication.cache import ArtifactCache
+from replication.toy import experiments, phase
 from replication.toy.data import SparseFeatureSampler, normalise_rows
 from replication.toy.model import ToyModel
-from replication.toy.sweep import ToySweep, geometric_importance, train_sweep
-from replication.toy.train import TrainConfig, lr_factor
+from replication.toy.sweep import ToySweep, geometric_importance
+from replication.toy.train import TrainConfig, logged_loop, lr_factor
 
 PROBABILITIES = [1.0, 0.5, 0.3, 0.1, 0.01, 0.001]
 
@@ -102,11 +106,11 @@ def test_warmup_cosine_schedule():
 
 def small_sweep(seed: int = 0) -> ToySweep:
     return ToySweep(6, 2, (1.0, 0.1), (geometric_importance(6, 0.9),), replicates=3,
-                    train=TrainConfig(steps=1000, batch_size=64), seed=seed)
+                    training=TrainConfig(steps=1000, batch_size=64), seed=seed)
 
 
 def test_training_lowers_loss_and_keeps_best_replicate():
-    trained = train_sweep(small_sweep())
+    trained = small_sweep().train()
     history = trained.loss_history
     assert (history[-1] < history[0]).all()
     assert torch.equal(trained.loss, trained.replicate_loss.min(1).values)
@@ -117,11 +121,63 @@ def test_training_lowers_loss_and_keeps_best_replicate():
 
 
 def test_same_seed_same_weights_bit_for_bit():
-    first, second = train_sweep(small_sweep(seed=5)), train_sweep(small_sweep(seed=5))
+    first, second = small_sweep(seed=5).train(), small_sweep(seed=5).train()
     assert torch.equal(first.W, second.W) and torch.equal(first.loss, second.loss)
-    assert not torch.equal(first.W, train_sweep(small_sweep(seed=6)).W)
+    assert not torch.equal(first.W, small_sweep(seed=6).train().W)
 
 
 def test_sweep_rejects_mismatched_importance():
     with pytest.raises(ValueError, match="importance needs 1 or 2 rows"):
         ToySweep(3, 1, (1.0, 0.5), ((1, 1, 1),) * 3)
+
+
+def test_logged_loop_averages_each_term_per_interval_and_steps_everything():
+    """Means over intervals of 3 steps (the last one shorter), optimizer and schedules stepped
+    once per step, gradients cleared after each."""
+    param = torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0 / (s + 1))
+
+    def step(i):
+        assert param.grad is None
+        param.grad = torch.ones(2)
+        return {"loss": torch.tensor([i, 2.0 * i]), "other": torch.tensor([1.0, 1.0])}
+
+    history = logged_loop(7, step, optimizer, (schedule,), log_every=3)
+    torch.testing.assert_close(history["loss"], torch.tensor([[1.0, 2.0], [4.0, 8.0], [6.0, 12.0]]))
+    assert torch.equal(history["other"], torch.ones(3, 2))
+    torch.testing.assert_close(param.detach(), -torch.full((2,), sum(1 / (s + 1) for s in range(7))))
+
+
+def test_sweep_through_the_cache_is_the_trained_sweep(tmp_path):
+    config, cache = small_sweep(seed=1), ArtifactCache(tmp_path)
+    trained = config.train()
+    cached, again = load_or_train(config, cache, "cpu"), load_or_train(config, cache, "cpu")
+    for name, value in trained.tensors().items():
+        assert torch.equal(value, cached.tensors()[name]) and torch.equal(value, again.tensors()[name])
+    assert cached.config == config and cached.cache_key == again.cache_key
+    assert len(list((tmp_path / ToySweep.kind).iterdir())) == 1
+
+
+def test_phase_sweep_knows_its_grid():
+    config = experiments.phase_sweep("cpu", seed=0)
+    ratios, densities = config.grid
+    sweep = config.sweep
+    assert sweep.n_configs == len(ratios) * len(densities)
+    cell = 2 * len(densities) + 3  # row-major: (r_2, s_3)
+    assert sweep.feature_probability[cell] == densities[3]
+    assert sweep.importance[cell] == (1.0, ratios[2])
+    with pytest.raises(ValueError, match="'mean'.*best, drop-worst-vote"):
+        phase.PhaseSweep((1.0,), (0.1,), 2, "mean")
+
+
+def test_trained_phase_solutions_are_shaped_as_the_grid():
+    config = phase.PhaseSweep((0.5, 2.0), (0.05, 1.0), replicates=2, aggregation="best",
+                              training=TrainConfig(steps=50, batch_size=32))
+    trained = config.train()
+    assert trained.solutions().shape == trained.predicted().shape == (2, 2)
+    flat = phase.aggregate(phase.classify(trained.sweep.replicate_W),
+                           trained.sweep.replicate_loss.numpy(), "best")
+    assert (trained.solutions().ravel() == flat).all()
+    assert (trained.predicted() == phase.predicted_solution(*np.meshgrid(
+        config.ratios, config.densities, indexing="ij"))).all()

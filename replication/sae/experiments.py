@@ -154,7 +154,7 @@ def critical_toy_sweep(n_features: int, scale: str, seed: int) -> ToySweep:
         5,
         densities * setup.runs,
         (geometric_importance(n_features, 0.7),),
-        train=setup.toy_train,
+        training=setup.toy_train,
         seed=seed,
     )
 
@@ -175,7 +175,7 @@ INTRO = {
         INTRO_DENSITIES,
         (geometric_importance(5, 0.9),),
         replicates=4,
-        train=TrainConfig(steps=3_000, batch_size=512, lr=3e-3),
+        training=TrainConfig(steps=3_000, batch_size=512, lr=3e-3),
     ),
     "paper": ToySweep(
         5,
@@ -183,7 +183,7 @@ INTRO = {
         INTRO_DENSITIES,
         (geometric_importance(5, 0.9),),
         replicates=16,
-        train=TrainConfig(steps=10_000, batch_size=1024, lr=1e-3),
+        training=TrainConfig(steps=10_000, batch_size=1024, lr=1e-3),
     ),
 }
 

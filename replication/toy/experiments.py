@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from replication.settings import for_scale
+from replication.toy.phase import PhaseSweep
 from replication.toy.sweep import ToySweep, geometric_importance
 from replication.toy.train import TrainConfig
 
@@ -18,9 +19,9 @@ BASIC_DENSITIES = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
 
 BASIC = {  # 'Basic results': n=20, m=5, I=0.7^i
     "cpu": ToySweep(20, 5, BASIC_DENSITIES, (geometric_importance(20, 0.7),), replicates=4,
-                    train=TrainConfig(steps=10_000, batch_size=1024)),
+                    training=TrainConfig(steps=10_000, batch_size=1024)),
     "paper": ToySweep(20, 5, BASIC_DENSITIES, (geometric_importance(20, 0.7),), replicates=10,
-                      train=TrainConfig(steps=20_000, batch_size=1024)),
+                      training=TrainConfig(steps=20_000, batch_size=1024)),
 }
 
 
@@ -33,16 +34,16 @@ DIMENSIONALITY = {  # 'Feature dimensionality': importance 1, many sparsities
     # cpu: the decade from dedicated dimensions (density 1) through the antipodal plateau
     # (≈ 0.5–0.25) to where most features share a dimension with several others (0.1).
     "cpu": ToySweep(200, 20, dimensionality_densities(16, 1.0), (geometric_importance(200, 1.0),),
-                    replicates=1, train=TrainConfig(steps=6_000, batch_size=256)),
+                    replicates=1, training=TrainConfig(steps=6_000, batch_size=256)),
     "paper": ToySweep(400, 30, dimensionality_densities(40, 2.0), (geometric_importance(400, 1.0),),
-                      replicates=1, train=TrainConfig(steps=50_000, batch_size=1024)),
+                      replicates=1, training=TrainConfig(steps=50_000, batch_size=1024)),
 }
 
 PENTAGON = {  # n=5, m=2, I=1, density 0.05; m=2 optimises poorly, so keep the best of many
     "cpu": ToySweep(5, 2, (0.05,), (geometric_importance(5, 1.0),), replicates=16,
-                    train=TrainConfig(steps=10_000, batch_size=1024)),
+                    training=TrainConfig(steps=10_000, batch_size=1024)),
     "paper": ToySweep(5, 2, (0.05,), (geometric_importance(5, 1.0),), replicates=64,
-                      train=TrainConfig(steps=20_000, batch_size=1024)),
+                      training=TrainConfig(steps=20_000, batch_size=1024)),
 }
 
 PHASE_RELATIVE_IMPORTANCE = {"cpu": np.logspace(-1, 1, 11), "paper": np.logspace(-1, 1, 21)}
@@ -68,24 +69,13 @@ def pentagon_sweep(scale: str, seed: int) -> ToySweep:
     return replace(for_scale(PENTAGON, scale), seed=seed)
 
 
-def phase_grid(scale: str) -> tuple[np.ndarray, np.ndarray]:
-    """(relative importances r, densities s) of the 2-feature phase diagram."""
-    return for_scale(PHASE_RELATIVE_IMPORTANCE, scale), for_scale(PHASE_DENSITY, scale)
-
-
-def phase_aggregation(scale: str) -> str:
-    """How the replicates of one phase-diagram cell give its solution (:data:`phase.AGGREGATIONS`)."""
-    return for_scale(PHASE_AGGREGATION, scale)
-
-
-def phase_sweep(scale: str, seed: int) -> ToySweep:
-    """n=2, m=1; configuration (i, j) = (relative importance r_i, density s_j), row-major."""
-    ratios, densities = phase_grid(scale)
-    return ToySweep(
-        2, 1,
-        feature_probability=tuple(float(s) for _ in ratios for s in densities),
-        importance=tuple((1.0, float(r)) for r in ratios for _ in densities),
+def phase_sweep(scale: str, seed: int) -> PhaseSweep:
+    """n=2, m=1 over the (relative importance, density) grid of the phase diagram."""
+    return PhaseSweep(
+        ratios=tuple(float(r) for r in for_scale(PHASE_RELATIVE_IMPORTANCE, scale)),
+        densities=tuple(float(s) for s in for_scale(PHASE_DENSITY, scale)),
         replicates=for_scale(PHASE_REPLICATES, scale),
-        train=for_scale(PHASE_TRAIN, scale),
+        aggregation=for_scale(PHASE_AGGREGATION, scale),
+        training=for_scale(PHASE_TRAIN, scale),
         seed=seed,
     )

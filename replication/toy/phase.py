@@ -13,11 +13,17 @@ candidate solutions (our derivation, checked by Monte Carlo in tests/):
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
 import numpy as np
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from replication.settings import check_choice
+from replication.toy.sweep import ToySweep, TrainedSweep
+from replication.toy.train import TrainConfig
 
 SOLUTIONS = ("W=[1,0] (feature 2 ignored)", "W=[0,1] (feature 2 only)", "W=[1,-1] (antipodal)")
 OTHER = -1
@@ -91,3 +97,87 @@ def away_from_boundary(predicted: np.ndarray) -> np.ndarray:
     for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
         same &= padded[dr : dr + predicted.shape[0], dc : dc + predicted.shape[1]] == predicted
     return same
+
+
+@dataclass(frozen=True)
+class PhaseSweep:
+    """The trained phase diagram: n=2, m=1 over the grid of relative importances × densities.
+
+    The config of a :mod:`replication.artifact`; its artifact is :class:`TrainedPhase`.
+
+    Args:
+        ratios: the relative importances r of feature 2 (grid rows).
+        densities: the feature densities s (grid columns).
+        replicates: models trained per cell.
+        aggregation: how a cell's replicates give its solution, a name in :data:`AGGREGATIONS`.
+        training: optimisation settings.
+        seed: seeds initialisation and data.
+    """
+
+    kind: ClassVar[str] = "toy-phase"
+
+    ratios: tuple[float, ...]
+    densities: tuple[float, ...]
+    replicates: int
+    aggregation: str
+    training: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+    def __post_init__(self):
+        check_choice("aggregation", self.aggregation, tuple(AGGREGATIONS))
+
+    @property
+    def grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ratios, densities)``: the grid's rows and columns."""
+        return np.asarray(self.ratios), np.asarray(self.densities)
+
+    @property
+    def sweep(self) -> ToySweep:
+        """The toy sweep that trains it: configuration (i, j) = (r_i, s_j), row-major."""
+        return ToySweep(
+            2, 1,
+            feature_probability=tuple(s for _ in self.ratios for s in self.densities),
+            importance=tuple((1.0, r) for r in self.ratios for _ in self.densities),
+            replicates=self.replicates,
+            training=self.training,
+            seed=self.seed,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def train(self, device: torch.device | str = "cpu") -> TrainedPhase:
+        return TrainedPhase(self, self.sweep.train(device))
+
+    def from_tensors(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> TrainedPhase:
+        return TrainedPhase(self, self.sweep.from_tensors(tensors, meta))
+
+
+@dataclass
+class TrainedPhase:
+    """Every replicate of every cell of a :class:`PhaseSweep`, read as grids.
+
+    Attributes:
+        sweep: the trained toy sweep (its configurations are the cells, row-major).
+    """
+
+    config: PhaseSweep
+    sweep: TrainedSweep
+
+    def tensors(self) -> dict[str, Tensor]:
+        return self.sweep.tensors()
+
+    def meta(self) -> dict[str, Any]:
+        return self.sweep.meta()
+
+    def solutions(self) -> np.ndarray:
+        """``(ratios, densities)``: each cell's trained solution class (:data:`SOLUTIONS` index or
+        :data:`OTHER`), its replicates aggregated as the config says."""
+        classes = classify(self.sweep.replicate_W)  # (cells, replicates)
+        cells = aggregate(classes, self.sweep.replicate_loss.numpy(), self.config.aggregation)
+        return cells.reshape(len(self.config.ratios), len(self.config.densities))
+
+    def predicted(self) -> np.ndarray:
+        """``(ratios, densities)``: the closed-form winner of each cell."""
+        ratios, densities = self.config.grid
+        return predicted_solution(ratios[:, None], densities[None, :])

@@ -3,24 +3,26 @@
 Instances are laid out configuration-major (instance = config * replicates + replicate). After
 training, each instance is scored on one fresh evaluation batch and the best replicate of every
 configuration is kept, as the papers do for the optimisation-prone small models.
+
+:class:`ToySweep` is the config of a :mod:`replication.artifact` and :class:`TrainedSweep` its
+artifact: ``load_or_train(sweep, cache, device)`` trains or loads it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from replication.cache import ArtifactCache
 from replication.toy.data import SparseFeatureSampler
 from replication.toy.model import ToyModel
-from replication.toy.train import TrainConfig, train
+from replication.toy.train import TrainConfig
+from replication.toy.train import train as train_instances
 
 EVAL_BATCH = 16_384
-CACHE_KIND = "toy-sweep"
-CACHE_SCHEMA = 2  # bump when the cached tensors change
 
 
 def geometric_importance(n_features: int, decay: float) -> tuple[float, ...]:
@@ -39,9 +41,11 @@ class ToySweep:
         importance: one importance vector per configuration, or a single one for all.
         activation: ``relu`` (ReLU-output model) or ``linear``.
         replicates: instances trained per configuration; the lowest-loss one is kept.
-        train: optimisation settings.
+        training: optimisation settings.
         seed: seeds initialisation and data.
     """
+
+    kind: ClassVar[str] = "toy-sweep"
 
     n_features: int
     n_hidden: int
@@ -49,7 +53,7 @@ class ToySweep:
     importance: tuple[tuple[float, ...], ...]
     activation: str = "relu"
     replicates: int = 1
-    train: TrainConfig = field(default_factory=TrainConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
 
     def __post_init__(self):
@@ -77,6 +81,36 @@ class ToySweep:
                 importance.repeat_interleave(self.replicates, dim=0).contiguous())
 
 
+    def train(self, device: torch.device | str = "cpu") -> TrainedSweep:
+        """Train every instance in one loop and keep the best replicate per configuration."""
+        generator = torch.Generator(device).manual_seed(self.seed)
+        p, importance = self.instance_tensors(device)
+        model = ToyModel(self.n_instances, self.n_features, self.n_hidden, self.activation,
+                         generator=generator, device=device)
+        sampler = SparseFeatureSampler(p, self.n_features, self.training.batch_size, generator)
+        description = f"toy n={self.n_features} m={self.n_hidden} ×{self.n_instances}"
+        history = train_instances(model, lambda: (sampler(), None), importance, self.training,
+                                  description)
+        evaluation = SparseFeatureSampler(p, self.n_features, EVAL_BATCH, generator)()
+        with torch.no_grad():
+            final = model.loss(evaluation, importance).view(self.n_configs, self.replicates)
+        best = final.argmin(1)
+        kept = torch.arange(self.n_configs, device=device) * self.replicates + best
+        return TrainedSweep(
+            config=self,
+            W=model.W.detach()[kept].cpu(),
+            b=model.b.detach()[kept, 0].cpu(),
+            loss=final.gather(1, best[:, None]).squeeze(1).cpu(),
+            replicate_W=model.W.detach().view(self.n_configs, self.replicates,
+                                              self.n_hidden, self.n_features).cpu(),
+            replicate_loss=final.cpu(),
+            loss_history=history.view(-1, self.n_configs, self.replicates).cpu(),
+        )
+
+    def from_tensors(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> TrainedSweep:
+        return TrainedSweep(config=self, **tensors)
+
+
 @dataclass
 class TrainedSweep:
     """The best replicate of every configuration, and every replicate's weights and loss.
@@ -87,6 +121,8 @@ class TrainedSweep:
         replicate_W: ``(configs, replicates, hidden, feats)`` every trained instance.
         replicate_loss: ``(configs, replicates)`` evaluation loss of every replicate.
         loss_history: ``(logs, configs, replicates)`` training loss per log interval.
+        cache_key: set by :func:`replication.artifact.load_or_train` (absent on an artifact
+            trained without the cache); artifacts built on this one name it in their key.
     """
 
     config: ToySweep
@@ -101,41 +137,9 @@ class TrainedSweep:
         return {"W": self.W, "b": self.b, "loss": self.loss, "replicate_W": self.replicate_W,
                 "replicate_loss": self.replicate_loss, "loss_history": self.loss_history}
 
+    def meta(self) -> dict[str, Any]:
+        return {"n_instances": self.config.n_instances}
+
     def model(self) -> ToyModel:
         """The kept models as one batched :class:`ToyModel` (one instance per configuration)."""
         return ToyModel.from_tensors(self.W, self.b, self.config.activation)
-
-
-def train_sweep(config: ToySweep, device: torch.device | str = "cpu") -> TrainedSweep:
-    """Train every instance of ``config`` in one loop and keep the best replicate per config."""
-    generator = torch.Generator(device).manual_seed(config.seed)
-    p, importance = config.instance_tensors(device)
-    model = ToyModel(config.n_instances, config.n_features, config.n_hidden, config.activation,
-                     generator=generator, device=device)
-    sampler = SparseFeatureSampler(p, config.n_features, config.train.batch_size, generator)
-    history = train(model, lambda: (sampler(), None), importance, config.train,
-                    description=f"toy n={config.n_features} m={config.n_hidden} ×{config.n_instances}")
-    evaluation = SparseFeatureSampler(p, config.n_features, EVAL_BATCH, generator)()
-    with torch.no_grad():
-        final = model.loss(evaluation, importance).view(config.n_configs, config.replicates)
-    best = final.argmin(1)
-    kept = torch.arange(config.n_configs, device=device) * config.replicates + best
-    return TrainedSweep(
-        config=config,
-        W=model.W.detach()[kept].cpu(),
-        b=model.b.detach()[kept, 0].cpu(),
-        loss=final.gather(1, best[:, None]).squeeze(1).cpu(),
-        replicate_W=model.W.detach().view(config.n_configs, config.replicates,
-                                          config.n_hidden, config.n_features).cpu(),
-        replicate_loss=final.cpu(),
-        loss_history=history.view(-1, config.n_configs, config.replicates).cpu(),
-    )
-
-
-def load_or_train_sweep(config: ToySweep, cache: ArtifactCache, device) -> TrainedSweep:
-    """:func:`train_sweep` through the artifact cache: a second run trains nothing."""
-    tensors, _ = cache.get_or_build(
-        CACHE_KIND, {**config.to_dict(), "schema": CACHE_SCHEMA},
-        lambda: (train_sweep(config, device).tensors(), {"n_instances": config.n_instances}),
-    )
-    return TrainedSweep(config=config, **tensors)
