@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from replication.toy import experiments, figures, metrics, phase
+from replication.toy import figures, metrics, phase
 
 PAPER = "Elhage et al. 2022, Toy Models of Superposition"
 
@@ -87,7 +87,8 @@ def test_relu_superposition_grows_with_sparsity(tms_relu, record):
     record.note(f"Best of {tms_relu.config.replicates} instances per density (lowest loss). High "
                 f"sparsity: densities {densities[sparse].tolist()}.")
     record.figure(figures.basic_results(tms_relu, "ReLU-output model"), "weights")
-    record.figure(figures.represented_counts(densities, counts, m), "counts")
+    record.figure(figures.represented_counts(densities, counts, m,
+                                             record.threshold("represented_norm").value), "counts")
 
 
 @pytest.mark.claim(
@@ -149,8 +150,9 @@ def test_dimensions_per_feature_sticky_at_one_and_half(tms_dimensionality, recor
         record.check(f"plateau at {label}: width", width, ">=", "plateau_decades_min",
                      unit="decades of 1/(1−S)")
     record.note(f"n={sweep.config.n_features}, m={sweep.config.n_hidden}, importance 1, "
-                f"{sweep.config.train.steps} steps, batch {sweep.config.train.batch_size}.")
-    record.figure(figures.feature_dimensionality(sweep, metrics.GEOMETRY_FRACTIONS), "dimensionality")
+                f"{sweep.config.training.steps} steps, batch {sweep.config.training.batch_size}.")
+    record.figure(figures.feature_dimensionality(sweep, metrics.GEOMETRY_FRACTIONS,
+                                                 metrics.REPRESENTED_NORM), "dimensionality")
 
 
 @pytest.mark.claim(
@@ -167,7 +169,7 @@ def test_dimensions_per_feature_sticky_at_one_and_half(tms_dimensionality, recor
 )
 def test_feature_dimensionality_clusters_at_fractions(tms_dimensionality, record):
     sweep = tms_dimensionality
-    D, shown = metrics.dimensionality(sweep.W), metrics.represented(sweep.W)
+    D, shown = metrics.dimensionality(sweep.W), metrics.represented(sweep.W, metrics.REPRESENTED_NORM)
     dpf = metrics.dimensions_per_feature(sweep.W).numpy()
     dense = record.threshold("dense")
     judged = (np.abs(dpf - dense.value) > dense.tolerance) & \
@@ -186,7 +188,8 @@ def test_feature_dimensionality_clusters_at_fractions(tms_dimensionality, record
                  (1 - near.mean()) / (1 - null), "<=", "off_fraction_ratio_max")
     record.note("Fractions: 1 (dedicated), 3/4 (tetrahedron), 2/3 (triangle), 1/2 (antipodal), "
                 "2/5 (pentagon), 3/8 (square antiprism).")
-    record.figure(figures.feature_dimensionality(sweep, metrics.GEOMETRY_FRACTIONS), "fractions")
+    record.figure(figures.feature_dimensionality(sweep, metrics.GEOMETRY_FRACTIONS,
+                                                 metrics.REPRESENTED_NORM), "fractions")
 
 
 @pytest.mark.claim(
@@ -242,13 +245,10 @@ def test_pentagon_norm_bias_relation(tms_pentagon, record):
               "ignored, feature 2 only, or an antipodal pair) matches the winner of our closed-form "
               "losses in at least 90% of the grid cells not adjacent to the predicted boundary.",
 )
-def test_phase_diagram(tms_phase, run_settings, record):
-    ratios, densities = experiments.phase_grid(run_settings.scale)
-    how = experiments.phase_aggregation(run_settings.scale)
-    classes = phase.classify(tms_phase.replicate_W)  # (cells, replicates)
-    trained = phase.aggregate(classes, tms_phase.replicate_loss.numpy(), how)
-    trained = trained.reshape(len(ratios), len(densities))
-    predicted = phase.predicted_solution(ratios[:, None], densities[None, :])
+def test_phase_diagram(tms_phase, record):
+    config = tms_phase.config
+    ratios, densities = config.grid
+    trained, predicted = tms_phase.solutions(), tms_phase.predicted()  # (ratios, densities)
     away = phase.away_from_boundary(predicted)
     record.metric("relative importance r", ratios)
     record.metric("density s", densities)
@@ -257,9 +257,10 @@ def test_phase_diagram(tms_phase, run_settings, record):
                  ">=", "agreement_min")
     record.metric("agreement on every cell", float((trained == predicted).mean()))
     record.metric("cells matching no solution", int((trained == phase.OTHER).sum()), unit="cells")
-    record.note(f"{tms_phase.config.replicates} models per cell, aggregated by '{how}' "
-                f"(replication/toy/phase.py: {phase.AGGREGATIONS[how]}). Closed-form losses "
-                "(our derivation, Monte-Carlo checked): L[1,0] = r(s/3 − s²/4), "
+    record.note(f"{config.replicates} models per cell, aggregated by '{config.aggregation}' "
+                f"(replication/toy/phase.py: {phase.AGGREGATIONS[config.aggregation]}). Closed-form "
+                "losses (our derivation, Monte-Carlo checked): L[1,0] = r(s/3 − s²/4), "
                 "L[0,1] = s/3 − s²/4, L[1,−1] = (1+r)s²/6.")
     record.figure(figures.phase_diagram(ratios, densities, trained, predicted, away,
-                                        f"trained ({how} of {tms_phase.config.replicates})"), "phases")
+                                        f"trained ({config.aggregation} of {config.replicates})"),
+                  "phases")

@@ -37,9 +37,10 @@ def basic_results(sweep: TrainedSweep, title: str):
     return fig
 
 
-def represented_counts(densities, counts, n_hidden: int):
+def represented_counts(densities, counts, n_hidden: int, represented_norm: float):
+    """Features represented (‖W_i‖ > ``represented_norm``) per density, against m and 2m."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(densities, counts, "o-", label="features with ‖W_i‖ > 0.5")
+    ax.plot(densities, counts, "o-", label=f"features with ‖W_i‖ > {represented_norm:g}")
     ax.axhline(n_hidden, ls="--", c="gray", label=f"m = {n_hidden}")
     ax.axhline(2 * n_hidden, ls=":", c="gray", label=f"2m = {2 * n_hidden}")
     ax.set_xscale("log"), ax.invert_xaxis()
@@ -48,11 +49,12 @@ def represented_counts(densities, counts, n_hidden: int):
     return fig
 
 
-def feature_dimensionality(sweep: TrainedSweep, fractions):
-    """Dimensions per feature (line) and each feature's D_i (dots) against 1/(1−S)."""
+def feature_dimensionality(sweep: TrainedSweep, fractions, represented_norm: float):
+    """Dimensions per feature (line) and the D_i of each represented feature (‖W_i‖ >
+    ``represented_norm``; dots) against 1/(1−S), with a line at each of ``fractions``."""
     W = sweep.W
     inverse_density = 1 / np.asarray(sweep.config.feature_probability)
-    D, shown = metrics.dimensionality(W).numpy(), metrics.represented(W).numpy()
+    D, shown = metrics.dimensionality(W).numpy(), metrics.represented(W, represented_norm).numpy()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for k, x in enumerate(inverse_density):
         d = D[k][shown[k]]
