@@ -8,15 +8,13 @@ prints the loop-over-batched ratio (also in ``extra_info``). No wall-clock is as
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from replication.locality.corpus import sample_windows
 from replication.locality.influence import window_influence
 
 WINDOWS = 4
-REPEATS = 3
+ROUNDS = 3
 
 
 def influence(loaded, windows, batched: bool):
@@ -24,16 +22,7 @@ def influence(loaded, windows, batched: bool):
                              tokens, batched=batched) for tokens in windows]
 
 
-def best_time(fn) -> float:
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def test_batched_influence_vs_per_feature_loop(benchmark, local_preset, locality_scale, seed):
+def test_batched_influence_vs_per_feature_loop(benchmark, speed, local_preset, locality_scale, seed):
     windows = sample_windows(local_preset.stdlib_heldout, WINDOWS, locality_scale.window_length,
                              seed)
     batched = benchmark(influence, local_preset, windows, True)
@@ -44,13 +33,9 @@ def test_batched_influence_vs_per_feature_loop(benchmark, local_preset, locality
                                        rtol=1e-6, atol=1e-9)
             torch.testing.assert_close(b.token_influence, ref.token_influence,
                                        rtol=1e-6, atol=1e-9)
-    t_batched = best_time(lambda: influence(local_preset, windows, True))
-    t_loop = best_time(lambda: influence(local_preset, windows, False))
+    t_batched = speed.best_seconds(lambda: influence(local_preset, windows, True), rounds=ROUNDS)
+    t_loop = speed.best_seconds(lambda: influence(local_preset, windows, False), rounds=ROUNDS)
     rows = sum(len(r.features) + local_preset.model.cfg.d_model for w in batched for r in w)
-    benchmark.extra_info.update({"batched_s": t_batched, "loop_s": t_loop,
-                                 "loop_over_batched": t_loop / t_batched,
-                                 "gradient_rows": rows, "windows": WINDOWS,
-                                 "threads": torch.get_num_threads()})
-    print(f"\nH_pos influence, {WINDOWS} windows x {len(local_preset.saes)} layers, "
-          f"{rows} gradient rows: batched {t_batched:.2f} s, per-feature loop {t_loop:.2f} s, "
-          f"loop/batched = {t_loop / t_batched:.1f}x (best of {REPEATS})")
+    benchmark.extra_info.update({"gradient_rows": rows, "windows": WINDOWS})
+    speed.ratio(f"H_pos influence, {WINDOWS} windows x {len(local_preset.saes)} layers, {rows} "
+                "gradient rows: batched vs per-feature loop", t_loop, t_batched)

@@ -13,7 +13,7 @@ from jaxtyping import Int
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import Tensor
 
-from replication.cache import ArtifactCache, config_hash
+from replication.cache import ArtifactCache
 from replication.locality.corpus import fingerprint, read_texts, split_stdlib, token_stream
 
 END_OF_TEXT = "<|endoftext|>"
@@ -37,7 +37,7 @@ class StdlibTokens:
     tokenizer: Tokenizer
     train: Int[Tensor, " n_train"]
     heldout: Int[Tensor, " n_heldout"]
-    key: str  # hash of the cache configuration: identifies tokenizer and streams
+    key: str  # the cache entry's key: identifies tokenizer, streams and the code that built them
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text).ids
@@ -79,4 +79,4 @@ def stdlib_tokens(cache: ArtifactCache, cfg: BPEConfig) -> StdlibTokens:
 
     tensors, meta = cache.get_or_build("locality-bpe", config, build)
     return StdlibTokens(Tokenizer.from_str(meta["tokenizer"]), tensors["train"].long(),
-                        tensors["heldout"].long(), config_hash(config))
+                        tensors["heldout"].long(), ArtifactCache.key(config, build))

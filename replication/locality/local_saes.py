@@ -22,6 +22,7 @@ from transformer_lens import HookedTransformer
 
 from replication.cache import ArtifactCache
 from replication.locality.corpus import sample_windows
+from replication.sae.metrics import fraction_variance_unexplained, l0
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,9 @@ def shuffled_batches(acts: dict[str, Tensor], batch_size: int,
 def sae_metrics(sae: SAE, acts: Float[Tensor, "n d"]) -> dict[str, float]:
     """FVU, L0 (mean latents > 0 per token), dead fraction and live latents on ``acts``."""
     feats = sae.encode(acts)
-    recon = sae.decode(feats)
-    fvu = (acts - recon).pow(2).sum() / (acts - acts.mean(0)).pow(2).sum()
     fired = (feats > 0).any(0)
-    return {"fvu": fvu.item(), "l0": (feats > 0).float().sum(-1).mean().item(),
+    return {"fvu": fraction_variance_unexplained(acts, sae.decode(feats)).item(),
+            "l0": l0(feats).item(),
             "dead_fraction": 1.0 - fired.float().mean().item(),
             "live_latents": int(fired.sum().item()), "d_sae": sae.cfg.d_sae}
 
@@ -119,15 +119,16 @@ def train_saes(cfg: LocalSAEConfig, acts: dict[str, Tensor],
 
 def local_saes(cache: ArtifactCache, cfg: LocalSAEConfig, model: HookedTransformer,
                train_stream: Int[Tensor, " n"], heldout_stream: Int[Tensor, " m"],
-               model_key: str) -> tuple[dict[int, SAE], dict[int, dict[str, float]]]:
-    """Build (or load) an SAE for every layer of ``model``; returns ``(saes, metrics)`` by layer.
+               model_key: str) -> tuple[dict[int, SAE], dict[int, dict[str, float]], str]:
+    """Build (or load) an SAE for every layer of ``model``; returns ``(saes, metrics)`` by layer
+    and the entry's key.
 
-    ``model_key`` is the hash of ``model``'s cache configuration (it enters this entry's key).
+    ``model_key`` is the key of ``model``'s cache entry (upstream of this one).
     """
     layers = list(range(model.cfg.n_layers))
     hooks = [resid_hook(layer) for layer in layers]
     device = torch.device(model.cfg.device)
-    config = {**asdict(cfg), "model": model_key}
+    config = asdict(cfg)
 
     def build():
         train_windows = sample_windows(train_stream, cfg.train_sequences, model.cfg.n_ctx, cfg.seed)
@@ -143,12 +144,13 @@ def local_saes(cache: ArtifactCache, cfg: LocalSAEConfig, model: HookedTransform
                                 "metrics": sae_metrics(sae, eval_acts[hook].to(device))}
         return tensors, meta
 
-    tensors, meta = cache.get_or_build("locality-sae", config, build)
+    tensors, meta = cache.get_or_build("locality-sae", config, build, upstream=[model_key])
     saes = {layer: inference_sae(meta[str(layer)]["cfg"],
                                  {k.split(".", 1)[1]: v for k, v in tensors.items()
                                   if k.split(".", 1)[0] == str(layer)}, device)
             for layer in layers}
-    return saes, {layer: meta[str(layer)]["metrics"] for layer in layers}
+    metrics = {layer: meta[str(layer)]["metrics"] for layer in layers}
+    return saes, metrics, ArtifactCache.key(config, build, [model_key])
 
 
 def inference_sae(cfg_dict: dict, state: dict[str, Tensor], device: torch.device) -> SAE:

@@ -11,7 +11,7 @@ raise :class:`~replication.locality.hub.Unavailable` within seconds when they ca
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from jaxtyping import Int
@@ -20,7 +20,7 @@ from sae_lens.loading.pretrained_sae_loaders import sparsify_huggingface_loader
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from replication.cache import ArtifactCache, config_hash
+from replication.cache import ArtifactCache
 from replication.locality.bpe import END_OF_TEXT, BPEConfig, stdlib_tokens
 from replication.locality.hub import Unavailable, prepare_hub
 from replication.locality.local_saes import LocalSAEConfig, local_saes, resid_hook
@@ -170,15 +170,15 @@ def load_local_preset(name: str, cache: ArtifactCache, cfg: LocalConfig,
     lm_cfg = cfg.lm if preset.trained else replace(cfg.lm, steps=0)
     model, lm_meta = tiny_lm(cache, lm_cfg, tokens.tokenizer.get_vocab_size(), tokens.train,
                              tokens.heldout, device, tokens.key)
-    saes, sae_meta = local_saes(cache, cfg.sae, model, tokens.train, tokens.heldout,
-                                lm_meta["key"])
+    saes, sae_meta, saes_key = local_saes(cache, cfg.sae, model, tokens.train, tokens.heldout,
+                                          lm_meta["key"])
     return LoadedPreset(
         preset=preset, model=model.requires_grad_(False),
         saes={layer: sae.requires_grad_(False) for layer, sae in saes.items()},
         hooks={layer: resid_hook(layer) for layer in saes}, encode=tokens.encode,
         separator=tokens.tokenizer.token_to_id(END_OF_TEXT), stdlib_heldout=tokens.heldout,
         details={"lm": lm_meta, "saes": sae_meta,
-                 "key": config_hash({"lm": lm_meta["key"], "sae": asdict(cfg.sae)})},
+                 "key": saes_key},
     )
 
 

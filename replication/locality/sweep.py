@@ -48,7 +48,6 @@ NUMERIC_COLUMNS = ("n_tokens", "layer", "window", "feature", "activation", "H_po
 LEADING_MIN_FREQUENCY = 1e-3  # paper.tex, 'Leading features': "exceeds 0.1%"
 LEADING_TOP = 500  # paper.tex, 'Leading features': "the top 500 features by activation frequency"
 TOP_FEATURES = 20  # paper.tex, Figure entropy_vs_depth: "the average entropy of the top-20 features"
-TABLE_VERSION = 3  # part of every cached table's key: bump when the computation changes
 
 
 def corpus_stream(loaded: LoadedPreset, corpus: str, heldout_percent: int = 10,
@@ -103,9 +102,9 @@ def context_table(loaded: LoadedPreset, stream: Int[Tensor, " n"], lengths: Sequ
 
 
 def sweep_key(loaded: LoadedPreset, corpus: str, seed: int, **sizes) -> dict:
-    """Cache key of a sweep: what was measured (preset build, layers, corpus, sizes, seed)."""
-    return {"version": TABLE_VERSION, "preset": loaded.preset.name,
-            "build": loaded.details.get("key"), "layers": sorted(loaded.saes),
+    """Cache configuration of a sweep: what was measured (preset, layers, corpus, sizes, seed);
+    the preset's build enters the key as the upstream artifact (see :func:`cached_table`)."""
+    return {"preset": loaded.preset.name, "layers": sorted(loaded.saes),
             "corpus": corpus, "seed": seed, **sizes}
 
 
@@ -117,7 +116,7 @@ def depth_sweep(cache: ArtifactCache, loaded: LoadedPreset, corpus: str, n_windo
         return influence_table(loaded, windows, corpus, seed)
 
     key = sweep_key(loaded, corpus, seed, sweep="depth", windows=n_windows, length=length)
-    return cached_table(cache, "locality-table", key, build)
+    return cached_table(cache, "locality-table", key, build, preset_build(loaded))
 
 
 def context_sweep(cache: ArtifactCache, loaded: LoadedPreset, corpus: str,
@@ -129,7 +128,7 @@ def context_sweep(cache: ArtifactCache, loaded: LoadedPreset, corpus: str,
 
     key = sweep_key(loaded, corpus, seed, sweep="context", windows=n_windows,
                     lengths=list(lengths))
-    return cached_table(cache, "locality-table", key, build)
+    return cached_table(cache, "locality-table", key, build, preset_build(loaded))
 
 
 def feature_means(table: pd.DataFrame) -> pd.DataFrame:
@@ -196,16 +195,23 @@ def depth_trend(summary: pd.DataFrame) -> dict[str, float]:
             "rise_bits": float(summary.mean_H.iloc[-1] - summary.mean_H.iloc[0])}
 
 
-def cached_table(cache: ArtifactCache, kind: str, config: dict,
-                 build: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """A table built once per configuration: numeric columns as tensors, the rest in meta."""
+def preset_build(loaded: LoadedPreset) -> list[str]:
+    """The cache key of a local preset's build (its SAEs, hence its model and tokenizer), as
+    the upstream of its tables; real presets come from the hub and have none."""
+    return [loaded.details["key"]] if "key" in loaded.details else []
+
+
+def cached_table(cache: ArtifactCache, kind: str, config: dict, build: Callable[[], pd.DataFrame],
+                 upstream: list[str]) -> pd.DataFrame:
+    """A table built once per configuration and upstream build: numeric columns as tensors, the
+    rest in meta."""
     def build_entry():
         table = build()
         tensors = {c: torch.tensor(table[c].to_numpy(np.float64)) for c in NUMERIC_COLUMNS}
         labels = {c: table[c].iloc[0] if len(table) else "" for c in ("preset", "corpus")}
         return tensors, labels
 
-    tensors, labels = cache.get_or_build(kind, config, build_entry)
+    tensors, labels = cache.get_or_build(kind, config, build_entry, upstream=upstream)
     table = pd.DataFrame({c: tensors[c].numpy() for c in NUMERIC_COLUMNS})
     table = table.astype({c: "int64" for c in ("n_tokens", "layer", "window", "feature")})
     return table.assign(**labels)[["preset", "corpus", *NUMERIC_COLUMNS]]

@@ -16,7 +16,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.train import HookedTransformerTrainConfig, train
 
-from replication.cache import ArtifactCache, config_hash
+from replication.cache import ArtifactCache
 from replication.locality.corpus import sample_windows
 
 
@@ -77,11 +77,11 @@ def tiny_lm(cache: ArtifactCache, cfg: TinyLMConfig, vocab_size: int,
             train_stream: Int[Tensor, " n"], heldout_stream: Int[Tensor, " m"],
             device: torch.device, corpus_key: str) -> tuple[HookedTransformer, dict]:
     """Build (or load) the local model; ``meta`` holds its held-out loss in nats and bits and
-    ``key``, the hash of its cache configuration.
+    ``key``, its cache entry's key.
 
-    ``corpus_key`` identifies the token streams (it enters the cache key).
+    ``corpus_key`` is the key of the tokenizer and token streams' entry (upstream of this one).
     """
-    config = {**asdict(cfg), "vocab_size": vocab_size, "corpus": corpus_key}
+    config = {**asdict(cfg), "vocab_size": vocab_size}
     model = HookedTransformer(hooked_config(cfg, vocab_size, device))
     eval_windows = sample_windows(heldout_stream, cfg.eval_windows, cfg.n_ctx, cfg.seed)
 
@@ -100,7 +100,7 @@ def tiny_lm(cache: ArtifactCache, cfg: TinyLMConfig, vocab_size: int,
                 "train_tokens": cfg.steps * cfg.batch_size * cfg.n_ctx}
         return dict(model.state_dict()), meta
 
-    tensors, meta = cache.get_or_build("locality-lm", config, build)
+    tensors, meta = cache.get_or_build("locality-lm", config, build, upstream=[corpus_key])
     model.load_state_dict({k: v.to(device) for k, v in tensors.items()})
     model.eval()
-    return model, {**meta, "key": config_hash(config)}
+    return model, {**meta, "key": ArtifactCache.key(config, build, [corpus_key])}
