@@ -1,14 +1,13 @@
 """Speed of the batched double-descent sweep, and of the layouts for sets of different sizes.
 
-Both benchmarks time their variants inside one run (time.perf_counter, same process, same
-work, one thread: the machines are shared and a second thread waiting for a busy core distorts
-small operations) and report the ratios in ``benchmark.extra_info`` and on stdout; nothing
-asserts time.
+Both benchmarks time their variants inside one run with the shared ``speed`` fixture (same
+process, same work, one thread: the machines are shared and a second thread waiting for a busy
+core distorts small operations) and report the ratios in ``benchmark.extra_info`` and on stdout;
+nothing asserts time.
 """
 
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -23,13 +22,7 @@ from replication.toy.model import ToyModel
 from replication.toy.train import lr_factor
 
 STEPS = 30  # reduced work: the cpu-scale sweep (every T, every replicate) for this many steps
-REPEATS = 5  # loss-and-gradient evaluations timed per layout
-
-
-def seconds(run) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
+REPEATS = 5  # loss-and-gradient evaluations timed per layout (the fastest is kept)
 
 
 def seeded() -> torch.Generator:
@@ -81,7 +74,7 @@ def per_t_loop(config, points) -> None:
             schedule.step()
 
 
-def test_batched_sweep_against_a_per_t_loop(benchmark):
+def test_batched_sweep_against_a_per_t_loop(benchmark, speed):
     config = experiments.sweep("cpu", 0)
     config = replace(config, train=replace(config.train, steps=STEPS, warmup_steps=STEPS // 10))
     points = draw_points(sum(config.set_sizes), config.n_features, config.feature_probability,
@@ -89,18 +82,16 @@ def test_batched_sweep_against_a_per_t_loop(benchmark):
 
     def compare():
         with one_thread():
-            batched = seconds(lambda: batched_sweep(config, points))
-            looped = seconds(lambda: per_t_loop(config, points))
-        benchmark.extra_info.update(batched_s=batched, per_t_loop_s=looped,
-                                    speedup=looped / batched)
-        print(f"\ndouble descent, {STEPS} steps of the cpu sweep: batched {batched:.2f}s, "
-              f"per-T loop {looped:.2f}s, speed-up {looped / batched:.1f}x")
+            batched = speed.best_seconds(lambda: batched_sweep(config, points), rounds=1)
+            looped = speed.best_seconds(lambda: per_t_loop(config, points), rounds=1)
+        speed.ratio(f"double descent, {STEPS} steps of the cpu sweep: batched vs per-T loop",
+                    looped, batched, per=STEPS, unit="step")
 
     benchmark.pedantic(compare, rounds=1, iterations=1)
 
 
 @pytest.mark.parametrize("replicates", [2])
-def test_layouts_for_sets_of_different_sizes(benchmark, replicates):
+def test_layouts_for_sets_of_different_sizes(benchmark, speed, replicates):
     """Dense padding with a mask (the engine as is) against the packed layout at C = max T
     (sparse padding), C = 1 (flat point list) and C = 128 (chunks)."""
     config = experiments.sweep("cpu", 0)
@@ -126,8 +117,7 @@ def test_layouts_for_sets_of_different_sizes(benchmark, replicates):
         times = {}
         with one_thread():
             for name, step in layouts.items():
-                step()  # warm-up
-                times[name] = seconds(lambda step=step: [step() for _ in range(REPEATS)]) / REPEATS
+                times[name] = speed.best_seconds(step, rounds=REPEATS, warmup=step)
         fastest = min(times.values())
         benchmark.extra_info.update({f"{k}_ms": 1e3 * v for k, v in times.items()})
         print("\nloss and gradients of the cpu sweep, " + ", ".join(
