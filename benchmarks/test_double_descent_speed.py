@@ -45,10 +45,10 @@ def batched_sweep(config, points) -> None:
     model = PackedToyModel(config.n_instances, n, config.n_hidden, generator=seeded())
     packed = pack(points, config.set_sizes, config.replicates, config.chunk_size)
     importance = torch.full((config.n_instances, n), 1.0 / n)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr,
-                                  weight_decay=config.train.weight_decay, fused=True)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config.train))
-    for _ in range(config.train.steps):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.training.lr,
+                                  weight_decay=config.training.weight_decay, fused=True)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config.training))
+    for _ in range(config.training.steps):
         _, model.W.grad, model.b.grad = model.loss_and_grads(packed, importance)
         optimizer.step()
         schedule.step()
@@ -63,11 +63,11 @@ def per_t_loop(config, points) -> None:
         first += size
         model = ToyModel(config.replicates, n, config.n_hidden, generator=seeded())
         importance = torch.full((config.replicates, n), 1.0 / n)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr,
-                                      weight_decay=config.train.weight_decay)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.training.lr,
+                                      weight_decay=config.training.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer,
-                                                     lambda s: lr_factor(s, config.train))
-        for _ in range(config.train.steps):
+                                                     lambda s: lr_factor(s, config.training))
+        for _ in range(config.training.steps):
             optimizer.zero_grad()
             model.loss(x, importance).sum().backward()
             optimizer.step()
@@ -76,7 +76,7 @@ def per_t_loop(config, points) -> None:
 
 def test_batched_sweep_against_a_per_t_loop(benchmark, speed):
     config = experiments.sweep("cpu", 0)
-    config = replace(config, train=replace(config.train, steps=STEPS, warmup_steps=STEPS // 10))
+    config = replace(config, training=replace(config.training, steps=STEPS, warmup_steps=STEPS // 10))
     points = draw_points(sum(config.set_sizes), config.n_features, config.feature_probability,
                          seeded())
 

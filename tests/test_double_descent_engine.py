@@ -11,7 +11,6 @@ import torch
 from replication.double_descent import experiments
 from replication.double_descent.data import draw_points
 from replication.double_descent.metrics import (
-    column_dimensionality,
     held_out_losses,
     hidden_vectors,
     padded,
@@ -20,7 +19,7 @@ from replication.double_descent.model import PackedToyModel
 from replication.double_descent.packing import pack
 from replication.double_descent.sweep import DD_TRAIN, DoubleDescentSweep, train_double_descent
 from replication.toy.data import normalise_rows
-from replication.toy.metrics import dimensionality
+from replication.toy.metrics import dimensionality, projections
 from replication.toy.model import ToyModel
 
 SIZES = (3, 5, 17, 40)
@@ -50,17 +49,17 @@ def test_data_dimensionality_of_a_regular_polygon_is_m_over_t(sides):
     angle = 2 * math.pi * torch.arange(sides) / sides + 0.3
     polygon = 1.7 * torch.stack([angle.cos(), angle.sin()])  # (2, sides)
     expected = torch.full((sides,), 2 / sides)
-    assert torch.allclose(column_dimensionality(polygon), expected, atol=1e-6)
+    assert torch.allclose(dimensionality(polygon), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("hidden", [2, 5])
-def test_column_dimensionality_matches_the_pairwise_definition_and_ignores_padding(hidden):
+def test_dimensionality_matches_the_pairwise_definition_and_ignores_padding(hidden):
     vectors = torch.randn(3, hidden, 7, generator=generator())
     vectors[:, :, 2] = 0
-    assert torch.allclose(column_dimensionality(vectors), dimensionality(vectors), atol=1e-5)
+    pairwise = (vectors**2).sum(-2) / (projections(vectors) ** 2).sum(-1)
+    assert torch.allclose(dimensionality(vectors), torch.nan_to_num(pairwise, nan=0.0), atol=1e-5)
     padded_vectors = torch.cat([vectors, torch.zeros(3, hidden, 4)], 2)
-    assert torch.allclose(column_dimensionality(padded_vectors)[:, :7],
-                          column_dimensionality(vectors))
+    assert torch.allclose(dimensionality(padded_vectors)[:, :7], dimensionality(vectors))
 
 
 def test_padded_lays_each_configuration_out_in_columns():
@@ -138,7 +137,7 @@ def tiny_sweep(seed: int) -> DoubleDescentSweep:
     return DoubleDescentSweep(n_features=40, n_hidden=2, feature_probability=0.1,
                               train_sizes=(3, 6, 30), datasets=2, replicates=2, test_size=500,
                               chunk_size=8,
-                              train=replace(DD_TRAIN, steps=60, warmup_steps=5), seed=seed)
+                              training=replace(DD_TRAIN, steps=60, warmup_steps=5), seed=seed)
 
 
 def test_same_seed_gives_the_same_numbers_bit_for_bit():
@@ -187,10 +186,10 @@ def test_sweep_tables_follow_the_issue():
     cpu, paper = experiments.sweep("cpu", 0), experiments.sweep("paper", 0)
     assert (cpu.n_features, cpu.n_hidden, cpu.feature_probability) == (1000, 2, 0.01)
     assert (paper.n_features, paper.feature_probability) == (10_000, 0.001)
-    assert (paper.train.steps, paper.train.warmup_steps) == (50_000, 2_500)
+    assert (paper.training.steps, paper.training.warmup_steps) == (50_000, 2_500)
     assert paper.train_sizes[: len(cpu.train_sizes)] == cpu.train_sizes
     for config in (cpu, paper):
-        train = config.train
+        train = config.training
         assert (train.optimizer, train.lr, train.weight_decay) == ("adamw", 1e-3, 1e-2)
-        assert config.train.schedule == "warmup_cosine"
-    assert experiments.sweep("cpu", 3, weight_decay=1.0).train.weight_decay == 1.0
+        assert config.training.schedule == "warmup_cosine"
+    assert experiments.sweep("cpu", 3, weight_decay=1.0).training.weight_decay == 1.0

@@ -37,10 +37,10 @@ CPU_STEPS = 10_000
 SWEEP = {
     "cpu": DoubleDescentSweep(
         n_features=1000, n_hidden=2, feature_probability=0.01, train_sizes=T_SWEEP, datasets=3,
-        train=replace(DD_TRAIN, steps=CPU_STEPS, warmup_steps=CPU_STEPS // 20)),
+        training=replace(DD_TRAIN, steps=CPU_STEPS, warmup_steps=CPU_STEPS // 20)),
     "paper": DoubleDescentSweep(
         n_features=10_000, n_hidden=2, feature_probability=0.001, train_sizes=PAPER_T_SWEEP,
-        datasets=4, train=DD_TRAIN),
+        datasets=4, training=DD_TRAIN),
 }
 
 
@@ -51,5 +51,5 @@ def sweep(scale: str, seed: int, weight_decay: float | None = None,
     if n_hidden is not None:
         config = replace(config, n_hidden=n_hidden)
     if weight_decay is not None:
-        config = replace(config, train=replace(config.train, weight_decay=weight_decay))
+        config = replace(config, training=replace(config.training, weight_decay=weight_decay))
     return config

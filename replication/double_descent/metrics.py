@@ -12,23 +12,6 @@ from replication.toy.model import ToyModel
 EVAL_ROWS = 1024  # test points per evaluation batch
 
 
-def column_dimensionality(vectors: Float[Tensor, "... hidden items"]) -> Float[Tensor, "... items"]:
-    """D_i = ‖v_i‖² / Σ_j (v̂_i · v_j)² for the columns v_i: features (columns of W) or data
-    points (their hidden vectors h = W x).
-
-    Σ_j (v̂_i · v_j)² = v̂_iᵀ G v̂_i with the Gram matrix G = Σ_j v_j v_jᵀ (hidden × hidden), so
-    D_i = ‖v_i‖⁴ / v_iᵀ G v_i costs O(items · hidden²) instead of the O(items²) of
-    :func:`replication.toy.metrics.dimensionality`, which it equals: at n = 10,000 features or
-    T = 100,000 points the pairwise matrix would not fit. Zero columns get D = 0 and add nothing
-    to G, so zero-padded sets give the same values as unpadded ones.
-    """
-    gram = vectors @ vectors.transpose(-1, -2)
-    squared_norm = (vectors**2).sum(-2)
-    quadratic = (vectors * (gram @ vectors)).sum(-2)
-    return torch.where(quadratic > 0, squared_norm**2 / quadratic.clamp_min(1e-30),
-                       torch.zeros_like(quadratic))
-
-
 def padded(flat: Float[Tensor, "points hidden"], sizes: Int[Tensor, " configs"]
            ) -> Float[Tensor, "configs hidden max_points"]:
     """Per-configuration columns of consecutive rows of ``flat``, zero-padded to the largest set."""

@@ -10,24 +10,23 @@ training set and scored on one fresh test set shared by every T.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from replication.cache import ArtifactCache
 from replication.double_descent.data import draw_points
 from replication.double_descent.metrics import (
-    column_dimensionality,
     held_out_losses,
     hidden_vectors,
     padded,
 )
 from replication.double_descent.model import PackedToyModel
 from replication.double_descent.packing import pack
+from replication.toy.metrics import dimensionality
 from replication.toy.train import TrainConfig, train
 
-CACHE_KIND = "double-descent"
 DD_TRAIN = TrainConfig(steps=50_000, lr=1e-3, optimizer="adamw", weight_decay=1e-2,
                        schedule="warmup_cosine", warmup_steps=2_500)
 
@@ -44,7 +43,7 @@ class DoubleDescentSweep:
         datasets: independent training sets per T (each its own draw of T points).
         replicates: instances per training set (same set, different initialisation); the one
             with the lowest training loss is kept.
-        train: optimisation settings (full batch: ``batch_size`` is unused).
+        training: optimisation settings (full batch: ``batch_size`` is unused).
         test_size: points in the held-out test set shared by every T.
         chunk_size: slots per chunk of the packed layout (speed only; it fixes the float
             summation order, so it belongs to the configuration).
@@ -57,7 +56,7 @@ class DoubleDescentSweep:
     train_sizes: tuple[int, ...]
     datasets: int
     replicates: int = 1
-    train: TrainConfig = field(default_factory=lambda: DD_TRAIN)
+    training: TrainConfig = field(default_factory=lambda: DD_TRAIN)
     test_size: int = 10_000
     chunk_size: int = 128
     seed: int = 0
@@ -71,8 +70,16 @@ class DoubleDescentSweep:
     def n_instances(self) -> int:
         return len(self.set_sizes) * self.replicates
 
+    kind: ClassVar[str] = "double-descent"
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def train(self, device: torch.device) -> TrainedDoubleDescent:
+        return train_double_descent(self, device)
+
+    def from_tensors(self, tensors: dict[str, Tensor], meta: dict) -> TrainedDoubleDescent:
+        return TrainedDoubleDescent(config=self, **tensors)
 
 
 @dataclass
@@ -136,11 +143,11 @@ class TrainedDoubleDescent:
 
     def data_dimensionality(self) -> Float[Tensor, "configs datasets max_points"]:
         """D_X of every training point, zero-padded past each T."""
-        return column_dimensionality(self.hidden_columns())
+        return dimensionality(self.hidden_columns())
 
     def feature_dimensionality(self) -> Float[Tensor, "configs datasets feats"]:
         """D_i of every feature of the kept models."""
-        return column_dimensionality(self.W)
+        return dimensionality(self.W)
 
 
 def train_double_descent(config: DoubleDescentSweep, device: torch.device | str = "cpu"
@@ -156,7 +163,7 @@ def train_double_descent(config: DoubleDescentSweep, device: torch.device | str 
     test = draw_points(config.test_size, n, config.feature_probability, generator)
     packed = pack(points, set_sizes, config.replicates, config.chunk_size)
     importance = torch.full((config.n_instances, n), 1.0 / n, device=device)
-    history = train(model, lambda: (packed, None), importance, config.train,
+    history = train(model, lambda: (packed, None), importance, config.training,
                     description=f"double descent n={n} m={config.n_hidden} ×{config.n_instances}")
     final, _, _ = model.loss_and_grads(packed, importance)
     final = final.view(len(set_sizes), config.replicates)
@@ -174,13 +181,3 @@ def train_double_descent(config: DoubleDescentSweep, device: torch.device | str 
         zero_loss=zero_loss.cpu(),
         loss_history=history.view(-1, *grid, config.replicates).cpu(),
     )
-
-
-def load_or_train(config: DoubleDescentSweep, cache: ArtifactCache, device) -> TrainedDoubleDescent:
-    """:func:`train_double_descent` through the artifact cache: a second run trains nothing."""
-    tensors, _ = cache.get_or_build(
-        CACHE_KIND, config.to_dict(),
-        lambda: (train_double_descent(config, device).tensors(),
-                 {"n_instances": config.n_instances}),
-    )
-    return TrainedDoubleDescent(config=config, **tensors)
