@@ -46,14 +46,15 @@ def best_memorised(run: TrainedDoubleDescent) -> torch.Tensor:
 
 
 def t_gon_error(run: TrainedDoubleDescent) -> torch.Tensor:
-    """(configs,) relative error of the mean data dimensionality of the best-memorised set's
-    points against m/T, the value of a regular T-gon's vertices."""
+    """(configs,) largest relative error of a point's data dimensionality, on the best-memorised
+    set, against m/T, the value every vertex of a regular T-gon has. Point by point: the mean of
+    D_X is close to m/T for any cloud of T points that spans the hidden space, so it cannot tell a
+    T-gon from anything else."""
     configs = torch.arange(len(run.sizes))
     data = run.data_dimensionality()[configs, best_memorised(run)]  # (configs, max_points)
+    expected = run.config.n_hidden / run.sizes[:, None].float()
     inside = torch.arange(data.shape[-1]) < run.sizes[:, None]  # padding past each T
-    mean = torch.where(inside, data, 0).sum(-1) / run.sizes
-    expected = run.config.n_hidden / run.sizes.float()
-    return (mean - expected).abs() / expected
+    return torch.where(inside, (data - expected).abs() / expected, 0).max(-1).values
 
 
 def pentagon_count(run: TrainedDoubleDescent, large: float) -> torch.Tensor:
@@ -73,9 +74,9 @@ def run_length(holds: torch.Tensor, from_start: bool) -> int:
     source=f"{ABSTRACT}; 'Data set size' sweep, figure of training-point hidden vectors per T",
     quote=REGIMES_QUOTE,
     statement="For small training sets the training points' hidden vectors form a T-gon: on the "
-              "best-memorised training set of each T, the mean data dimensionality "
-              "D_X = |h_i|^2 / sum_j (h^_i . h_j)^2 of its points is within the tolerance of m/T "
-              "(a regular T-gon's value).",
+              "best-memorised training set of each T, every point's data dimensionality "
+              "D_X = |h_i|^2 / sum_j (h^_i . h_j)^2 is within the tolerance of m/T (a regular "
+              "T-gon's value at every vertex).",
 )
 def test_memorising_points_form_a_t_gon(dd_sweep, record):
     index = memorising(dd_sweep, record.threshold("largest_memorising_T").value)
@@ -84,16 +85,15 @@ def test_memorising_points_form_a_t_gon(dd_sweep, record):
     record.metric("best-memorised training set", best_memorised(dd_sweep)[index])
     record.metric("training loss / all-zero predictor (T × training set)",
                   dd_sweep.kept_train_loss[index] / dd_sweep.zero_loss)
-    record.check("relative error of the mean D_X against m/T", t_gon_error(dd_sweep)[index],
-                 "<=", "relative_error")
+    record.check("largest relative error of a point's D_X against m/T",
+                 t_gon_error(dd_sweep)[index], "<=", "relative_error")
     if dd_sweep.config.n_hidden == 2:
         hidden, kept = dd_sweep.hidden_columns(), best_memorised(dd_sweep)
         gaps = [float((angular_gaps_deg(hidden[i, kept[i], :, :t]) - 360 / t).abs().max())
                 for i, t in zip(index.tolist(), dd_sweep.sizes[index].tolist(), strict=True)]
         record.metric("largest angular gap minus 360°/T", gaps, unit="degrees")
         record.note("The angular gaps between consecutive training points say how regular the "
-                    "T-gon is (0° off 360°/T: regular); a mean D_X near m/T also holds for any "
-                    "evenly spread cloud of T points.")
+                    "T-gon is (0° off 360°/T: regular).")
     describe(record, dd_sweep)
     record.figure(figures.geometry(dd_sweep), "geometry")
     record.figure(figures.dimensionalities(dd_sweep), "dimensionalities")
@@ -104,12 +104,16 @@ def test_memorising_points_form_a_t_gon(dd_sweep, record):
     paper=PAPER, section="Small training sets: memorisation",
     source=f"{ABSTRACT}; 'Data set size' sweep, dimensionality figure (features against data)",
     quote="“Overfitting corresponds to storing data points, rather than features, in superposition.”",
-    statement="For small training sets the features are small beside the data points: on the "
-              "best-memorised training set of each T, every feature's dimensionality is below "
-              "m/T, the share of one vertex of the T-gon the points form.",
+    statement="In the memorising regime the features are small beside the data points: at every "
+              "small T whose best-memorised training set forms a T-gon (dd.memorising.t-gon's "
+              "test), every feature's dimensionality is below m/T, the share of one vertex.",
 )
 def test_memorising_features_are_small(dd_sweep, record):
-    index = memorising(dd_sweep, record.threshold("largest_memorising_T").value)
+    small = dd_sweep.sizes <= record.threshold("largest_memorising_T").value
+    t_gon = t_gon_error(dd_sweep) <= record.threshold("t_gon_relative_error").value
+    index = torch.nonzero(small & t_gon).squeeze(1)
+    record.metric("small T whose points do not form a T-gon (left out)",
+                  dd_sweep.sizes[small & ~t_gon])
     largest = dd_sweep.feature_dimensionality()[index].max(-1).values  # (T, datasets)
     kept = best_memorised(dd_sweep)[index]
     share = dd_sweep.config.n_hidden / dd_sweep.sizes[index].float()
