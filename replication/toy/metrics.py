@@ -82,12 +82,6 @@ def dimensions_per_feature(W: Float[Tensor, "... hidden feats"]) -> Float[Tensor
     return W.shape[-2] / (W**2).sum((-2, -1))
 
 
-def pairwise_angles_deg(W: Float[Tensor, "hidden feats"]) -> Float[Tensor, "feats feats"]:
-    """Angles between feature directions, in degrees."""
-    cos = (unit_columns(W).T @ unit_columns(W)).clamp(-1, 1)
-    return torch.rad2deg(torch.arccos(cos))
-
-
 def angular_gaps_deg(W: Float[Tensor, "2 feats"]) -> Float[Tensor, " feats"]:
     """For features in a 2-D hidden space: the gaps between consecutive directions, sorted by angle."""
     if W.shape[0] != 2:
