@@ -9,13 +9,15 @@ import pytest
 import torch
 
 from replication.double_descent import experiments
+from replication.double_descent import model as packed_model
 from replication.double_descent.data import draw_points
+from replication.double_descent.kernel import fused_available
 from replication.double_descent.metrics import (
     held_out_losses,
     hidden_vectors,
     padded,
 )
-from replication.double_descent.model import PackedToyModel
+from replication.double_descent.model import PackedBatches, packed_loss_and_grads
 from replication.double_descent.packing import pack
 from replication.double_descent.sweep import DD_TRAIN, DoubleDescentSweep, train_double_descent
 from replication.toy.data import normalise_rows
@@ -82,34 +84,63 @@ def dense_sets(points, sizes, replicates):
     return x, weight
 
 
+@pytest.fixture(params=["fused", "portable"])
+def dense_path(request, monkeypatch) -> str:
+    """Run a test with the fused CPU kernel and with the portable torch code."""
+    if request.param == "fused" and not fused_available(torch.device("cpu"), 2):
+        pytest.skip("the fused kernel could not be built here (see the warning)")
+    if request.param == "portable":
+        monkeypatch.setattr(packed_model, "fused_available", lambda device, m: False)
+    return request.param
+
+
+@pytest.mark.parametrize("n_hidden", [2, 5])
 @pytest.mark.parametrize("chunk_size, group_elements",
                          [(1, 1 << 20), (4, 1 << 20), (4, 300), (16, 1 << 20), (40, 1 << 20)])
-def test_packed_loss_and_gradients_match_training_each_t_alone(chunk_size, group_elements):
+def test_packed_loss_and_gradients_match_training_each_t_alone(chunk_size, group_elements,
+                                                               n_hidden, dense_path):
     replicates, n = 2, 60
     points = draw_points(sum(SIZES), n, 0.1, generator())
     packed = pack(points, SIZES, replicates, chunk_size, group_elements)
-    model = PackedToyModel(len(SIZES) * replicates, n, 2, generator=generator(1))
+    model = ToyModel(len(SIZES) * replicates, n, n_hidden, generator=generator(1))
     with torch.no_grad():  # weights and biases large enough that many outputs are live
         model.W.mul_(3)
         model.b.normal_(0, 0.2, generator=generator(2))
     importance = torch.rand(len(SIZES) * replicates, n, generator=generator(3))
     x, weight = dense_sets(points, SIZES, replicates)
-    expected = ToyModel.loss_and_grads(model, x, importance, weight)
-    for got, want in zip(model.loss_and_grads(packed, importance), expected, strict=True):
+    expected = model.loss_and_grads(x, importance, weight)
+    for got, want in zip(packed_loss_and_grads(model, packed, importance), expected, strict=True):
         assert torch.allclose(got, want, rtol=1e-5, atol=1e-6 * want.abs().max())
 
 
-def test_packed_loss_matches_autograd_of_each_t_alone():
+def test_packed_loss_matches_autograd_of_each_t_alone(dense_path):
     points = draw_points(sum(SIZES), 30, 0.1, generator())
-    model = PackedToyModel(len(SIZES), 30, 2, generator=generator(1))
+    model = ToyModel(len(SIZES), 30, 2, generator=generator(1))
     importance = torch.full((len(SIZES), 30), 1 / 30)
-    loss, grad_W, grad_b = model.loss_and_grads(pack(points, SIZES, 1, 8), importance)
+    loss, grad_W, grad_b = packed_loss_and_grads(model, pack(points, SIZES, 1, 8), importance)
     x, weight = dense_sets(points, SIZES, 1)
-    reference = ToyModel.loss(model, x, importance, weight)
+    reference = model.loss(x, importance, weight)
     reference.sum().backward()
     assert torch.allclose(loss, reference.detach(), rtol=1e-5)
     assert torch.allclose(grad_W, model.W.grad, rtol=1e-4, atol=1e-7)
     assert torch.allclose(grad_b, model.b.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_the_fused_kernel_gives_the_same_bits_with_any_thread_count(dense_path):
+    points = draw_points(sum(SIZES) * 20, 200, 0.05, generator())
+    sets = pack(points, tuple(20 * t for t in SIZES), 2, 16)
+    model = ToyModel(len(SIZES) * 2, 200, 3, generator=generator(1))
+    importance = torch.ones(len(SIZES) * 2, 200)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = packed_loss_and_grads(model, sets, importance)
+        torch.set_num_threads(2)
+        two = packed_loss_and_grads(model, sets, importance)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_hidden_vectors_are_w_x_under_each_configurations_model():
@@ -123,7 +154,7 @@ def test_hidden_vectors_are_w_x_under_each_configurations_model():
 
 def test_the_all_zero_predictor_scores_the_mean_squared_input():
     test = draw_points(3000, 50, 0.02, generator())
-    model = PackedToyModel(2, 50, 2, generator=generator(1))
+    model = ToyModel(2, 50, 2, generator=generator(1))
     with torch.no_grad():
         model.W.zero_()
         model.b.fill_(-1.0)  # every output ReLU'd to zero
@@ -174,10 +205,14 @@ def test_bad_inputs_name_the_accepted_values():
         pack(points, (4, 6), 1, 0)
     with pytest.raises(ValueError, match="sum to the 10 points"):
         pack(points, (4, 5), 1, 4)
-    with pytest.raises(ValueError, match="accepted: relu"):
-        PackedToyModel(1, 8, 2, activation="linear")
+    sets = pack(points, (4, 6), 1, 4)
+    with pytest.raises(ValueError, match="needs a 'relu' toy model, got 'linear'"):
+        packed_loss_and_grads(ToyModel(2, 8, 2, activation="linear"), sets, torch.ones(2, 8))
     with pytest.raises(ValueError, match="2 instances × 8 features do not fit"):
-        PackedToyModel(3, 8, 2).loss_and_grads(pack(points, (4, 6), 1, 4), torch.ones(3, 8))
+        packed_loss_and_grads(ToyModel(3, 8, 2), sets, torch.ones(3, 8))
+    with pytest.raises(ValueError, match="carry their own example weights"):
+        PackedBatches(sets).loss_and_grads(ToyModel(2, 8, 2), sets, torch.ones(2, 8),
+                                           torch.ones(2, 10))
     with pytest.raises(ValueError, match="accepted: cpu, paper"):
         experiments.sweep("laptop", 0)
 

@@ -7,8 +7,10 @@ once. C is the layout's only knob: C = 1 is the flat point list with an instance
 is padding every set to the largest, and in between padding costs at most C − 1 slots per
 instance (benchmarks/test_double_descent_speed.py measures the three).
 
-Inputs stay sparse: the packed sets hold their non-zero entries addressed by slot. Chunks are
-processed in groups whose dense (chunks × C × features) outputs fit a memory budget.
+Inputs stay sparse: the packed sets hold their non-zero entries addressed by slot. Where the
+dense (chunks × C × features) outputs are written out (the portable path of
+:mod:`replication.double_descent.model`), chunks are processed in groups that fit a memory
+budget.
 """
 
 from __future__ import annotations
@@ -49,9 +51,9 @@ class PackedSets:
         entry_row: ``(nnz,)`` instance · features + feature of each entry.
         entry_value: ``(nnz,)`` value of each entry.
         entry_weight: ``(nnz,)`` example weight of the entry's slot.
-        entry_in_group: ``(nnz,)`` flat index of the entry's (slot, feature) in the dense
-            ``(chunks, C, features)`` output of its group.
-        groups: ``(first chunk, last chunk + 1, first entry, last entry + 1)`` per group.
+        entry_slot: ``(nnz,)`` slot of each entry.
+        groups: ``(first chunk, last chunk + 1)`` of each group of chunks whose dense outputs
+            fit the memory budget.
     """
 
     chunk_instance: Int[Tensor, " chunks"]
@@ -63,8 +65,8 @@ class PackedSets:
     entry_row: Int[Tensor, " nnz"]
     entry_value: Float[Tensor, " nnz"]
     entry_weight: Float[Tensor, " nnz"]
-    entry_in_group: Int[Tensor, " nnz"]
-    groups: tuple[tuple[int, int, int, int], ...]
+    entry_slot: Int[Tensor, " nnz"]
+    groups: tuple[tuple[int, int], ...]
     n_instances: int
     n_features: int
 
@@ -75,6 +77,12 @@ class PackedSets:
     @property
     def n_slots(self) -> int:
         return self.slot_weight.numel()
+
+    @property
+    def instance_chunks(self) -> Int[Tensor, " inst_plus_1"]:
+        """Instance k owns chunks ``instance_chunks[k] : instance_chunks[k + 1]``."""
+        counts = torch.bincount(self.chunk_instance, minlength=self.n_instances)
+        return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
 
 
 def with_values(matrix: Tensor, values: Float[Tensor, " nnz"]) -> Tensor:
@@ -142,12 +150,8 @@ def pack(points: SparsePoints, sizes: Sequence[int], replicates: int, chunk_size
     group_elements = group_elements or GROUP_ELEMENTS.get(device.type, GROUP_ELEMENTS["cuda"])
     per_group = max(1, group_elements // (chunk_size * n))
     bounds = torch.arange(0, len(chunk_instance) + per_group, per_group, device=device)
-    bounds = bounds.clamp(max=len(chunk_instance)).unique()
-    entry_bounds = torch.searchsorted(entry_slot, bounds * chunk_size)
-    group_of_entry = torch.searchsorted(bounds, entry_slot // chunk_size, right=True) - 1
-    entry_in_group = (entry_slot - bounds[group_of_entry] * chunk_size) * n + points.feature[source]
-    b, e = bounds.tolist(), entry_bounds.tolist()
-    groups = tuple((b[i], b[i + 1], e[i], e[i + 1]) for i in range(len(b) - 1))
+    b = bounds.clamp(max=len(chunk_instance)).unique().tolist()
+    groups = tuple(zip(b[:-1], b[1:], strict=True))
 
     entry_row, value = entry_instance * n + points.feature[source], points.value[source]
     n_slots, n_rows = slot_weight.numel(), len(size) * n
@@ -158,5 +162,5 @@ def pack(points: SparsePoints, sizes: Sequence[int], replicates: int, chunk_size
         inputs_t=csr(entry_row[transposed_order], entry_slot[transposed_order],
                      value[transposed_order], (n_rows, n_slots)),
         transposed_order=transposed_order, entry_instance=entry_instance, entry_row=entry_row,
-        entry_value=value, entry_weight=slot_weight.view(-1)[entry_slot],
-        entry_in_group=entry_in_group, groups=groups, n_instances=len(size), n_features=n)
+        entry_value=value, entry_weight=slot_weight.view(-1)[entry_slot], entry_slot=entry_slot,
+        groups=groups, n_instances=len(size), n_features=n)

@@ -22,9 +22,10 @@ from replication.double_descent.metrics import (
     hidden_vectors,
     padded,
 )
-from replication.double_descent.model import PackedToyModel
+from replication.double_descent.model import PackedBatches, packed_loss_and_grads
 from replication.double_descent.packing import pack
 from replication.toy.metrics import dimensionality
+from replication.toy.model import ToyModel
 from replication.toy.train import TrainConfig, train
 
 DD_TRAIN = TrainConfig(steps=50_000, lr=1e-3, optimizer="adamw", weight_decay=1e-2,
@@ -157,18 +158,19 @@ def train_double_descent(config: DoubleDescentSweep, device: torch.device | str 
     generator = torch.Generator(device).manual_seed(config.seed)
     n, set_sizes = config.n_features, config.set_sizes
     grid = (len(config.train_sizes), config.datasets)
-    model = PackedToyModel(config.n_instances, n, config.n_hidden, generator=generator,
-                           device=device)
+    model = ToyModel(config.n_instances, n, config.n_hidden, generator=generator, device=device)
     points = draw_points(sum(set_sizes), n, config.feature_probability, generator)
     test = draw_points(config.test_size, n, config.feature_probability, generator)
     packed = pack(points, set_sizes, config.replicates, config.chunk_size)
     importance = torch.full((config.n_instances, n), 1.0 / n, device=device)
-    history = train(model, lambda: (packed, None), importance, config.training,
-                    description=f"double descent n={n} m={config.n_hidden} ×{config.n_instances}")
-    final, _, _ = model.loss_and_grads(packed, importance)
+    batches = PackedBatches(packed)
+    history = train(model, batches, importance, config.training,
+                    description=f"double descent n={n} m={config.n_hidden} ×{config.n_instances}",
+                    loss_and_grads=batches.loss_and_grads)
+    final, _, _ = packed_loss_and_grads(model, packed, importance)
     final = final.view(len(set_sizes), config.replicates)
     kept = torch.arange(len(set_sizes), device=device) * config.replicates + final.argmin(1)
-    best = PackedToyModel.from_tensors(model.W.detach()[kept], model.b.detach()[kept], "relu")
+    best = ToyModel.from_tensors(model.W.detach()[kept], model.b.detach()[kept], "relu")
     test_loss, zero_loss = held_out_losses(best, test)
     hidden = hidden_vectors(best.W.detach(), points, torch.tensor(set_sizes, device=device))
     return TrainedDoubleDescent(

@@ -24,6 +24,9 @@ from replication.toy.model import ToyModel
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "warmup_cosine")
 Batch = tuple[Float[Tensor, "inst batch feats"], Float[Tensor, "inst batch"] | None]
+Gradients = tuple[Float[Tensor, " inst"], Float[Tensor, "inst hidden feats"],
+                  Float[Tensor, "inst 1 feats"]]
+LossAndGrads = Callable[[ToyModel, Any, Float[Tensor, "inst feats"], Any], Gradients]
 
 
 @dataclass(frozen=True)
@@ -120,17 +123,22 @@ def train(
     config: TrainConfig,
     description: str = "toy models",
     log_every: int = 500,
+    loss_and_grads: LossAndGrads | None = None,
 ) -> Float[Tensor, "logs inst"]:
     """Train every instance of ``model`` in place; returns the mean loss per log interval.
 
-    Gradients are the model's closed form (``loss_and_grads``), stepped by one fused optimizer.
+    Gradients are the closed form ``loss_and_grads(model, x, importance, example_weight)`` of
+    the batches (default: the model's own, for dense batches), stepped by one fused optimizer.
+    A batch source with its own batch layout brings its own (e.g. the packed training sets of
+    :class:`replication.double_descent.model.PackedBatches`).
     """
+    gradients = loss_and_grads or type(model).loss_and_grads
     optimizer = make_optimizer(model, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
 
     def step(_: int) -> dict[str, Tensor]:
         x, example_weight = next_batch()
-        loss, model.W.grad, model.b.grad = model.loss_and_grads(x, importance, example_weight)
+        loss, model.W.grad, model.b.grad = gradients(model, x, importance, example_weight)
         return {"loss": loss}
 
     return logged_loop(config.steps, step, optimizer, (schedule,), description, log_every)["loss"]
