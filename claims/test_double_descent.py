@@ -14,7 +14,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from replication.double_descent import experiments, figures
+from replication.double_descent import figures
+from replication.double_descent.metrics import interior_peak_ratio
 from replication.double_descent.sweep import TrainedDoubleDescent
 from replication.toy.metrics import angular_gaps_deg
 
@@ -24,15 +25,6 @@ REGIMES_QUOTE = ("“Depending on dataset size, our models fall into two differe
                  "overfitting regime (characterized by storing data points in superposition), and a "
                  "generalizing regime (characterized by storing features in superposition).”")
 TRANSITION_QUOTE = "“We observe double descent as the model transitions between these regimes.”"
-
-
-def describe(record, run: TrainedDoubleDescent) -> None:
-    config = run.config
-    record.note(f"n={config.n_features}, m={config.n_hidden}, "
-                f"S={1 - config.feature_probability:g}, {config.training.steps} steps, "
-                f"weight decay {config.training.weight_decay:g}; {config.datasets} independent "
-                f"training sets per T, {config.replicates} model(s) per set (lowest training "
-                f"loss kept); test set of {config.test_size} fresh points.")
 
 
 def memorising(run: TrainedDoubleDescent, largest_t: int) -> torch.Tensor:
@@ -94,7 +86,7 @@ def test_memorising_points_form_a_t_gon(dd_sweep, record):
         record.metric("largest angular gap minus 360°/T", gaps, unit="degrees")
         record.note("The angular gaps between consecutive training points say how regular the "
                     "T-gon is (0° off 360°/T: regular).")
-    describe(record, dd_sweep)
+    record.note(dd_sweep.summary())
     record.figure(figures.geometry(dd_sweep), "geometry")
     record.figure(figures.dimensionalities(dd_sweep), "dimensionalities")
 
@@ -124,7 +116,7 @@ def test_memorising_features_are_small(dd_sweep, record):
                   dd_sweep.kept_train_loss[index] / dd_sweep.zero_loss)
     record.check("largest feature dimensionality / (m/T), best-memorised set",
                  largest[torch.arange(len(index)), kept] / share, "<", "feature_over_vertex")
-    describe(record, dd_sweep)
+    record.note(dd_sweep.summary())
     record.figure(figures.dimensionalities(dd_sweep), "dimensionalities")
 
 
@@ -155,7 +147,7 @@ def test_generalising_regime(dd_sweep, record):
                  "large_dimensionality")
     record.check("test loss / all-zero predictor (per training set)", dd_sweep.test_over_zero[-1],
                  "<", "test_over_zero")
-    describe(record, dd_sweep)
+    record.note(dd_sweep.summary())
     record.figure(figures.geometry(dd_sweep), "geometry")
     record.figure(figures.dimensionalities(dd_sweep), "dimensionalities")
 
@@ -190,14 +182,8 @@ def test_test_loss_bump(dd_sweep, record):
     record.metric("smallest T from which every set has the pentagon", first_pentagon)
     record.check("T of the peak / largest T-gon T", peak / last_t_gon, ">", "after_t_gon")
     record.check("T of the peak / smallest pentagon T", peak / first_pentagon, "<", "before_pentagon")
-    describe(record, dd_sweep)
+    record.note(dd_sweep.summary())
     record.figure(figures.losses({"wd 1e-2": dd_sweep}), "losses")
-
-
-def interior_peak_ratio(values: torch.Tensor) -> float:
-    """Largest value strictly inside a 1-D sequence over the larger of its two ends (above 1:
-    an interior peak)."""
-    return float(values[1:-1].max() / torch.maximum(values[0], values[-1]))
 
 
 @pytest.mark.claim(
@@ -222,34 +208,5 @@ def test_weight_norm_peak(dd_sweep, record):
     record.check("largest interior ‖b‖ / larger end", interior_peak_ratio(bias), ">", "interior_peak")
     record.check("‖W‖_F at the largest T / at the second largest", float(weight[-1] / weight[-2]),
                  "≈", "plateau")
-    describe(record, dd_sweep)
+    record.note(dd_sweep.summary())
     record.figure(figures.norms(dd_sweep), "norms")
-
-
-@pytest.mark.slow
-@pytest.mark.claim(
-    id="dd.weight-decay.no-bump",
-    paper=PAPER, section="Comments: weight decay",
-    source="transformer-circuits.pub/2023/toy-double-descent, comments and replications "
-           "(Adam Jermyn): weight decay sweep at m=4",
-    quote=TRANSITION_QUOTE,
-    statement="At m=4 with weight decay 1.0 the double-descent bump is gone: the test loss "
-              "averaged over training sets has no interior peak above both ends of the sweep, "
-              "while the largest T still generalises (test loss clearly below the all-zero "
-              "predictor's, so a collapsed model cannot pass).",
-)
-def test_strong_weight_decay_removes_the_bump(dd_sweep, dd_strong_decay, record):
-    ratio = dd_strong_decay.test_over_zero.mean(1)
-    record.metric("T", dd_strong_decay.sizes)
-    record.metric(f"test loss / all-zero predictor, m={dd_strong_decay.config.n_hidden}, weight "
-                  f"decay {experiments.STRONG_WEIGHT_DECAY:g}, mean over training sets", ratio)
-    record.metric(f"test loss / all-zero predictor, m={dd_sweep.config.n_hidden}, weight decay "
-                  f"{dd_sweep.config.training.weight_decay:g}, mean over training sets",
-                  dd_sweep.test_over_zero.mean(1))
-    record.check("largest interior test loss / larger end", interior_peak_ratio(ratio), "<=",
-                 "interior_peak")
-    record.check("test loss / all-zero predictor at the largest T", float(ratio[-1]), "<",
-                 "generalising_test_over_zero")
-    describe(record, dd_strong_decay)
-    record.figure(figures.losses({"m=2, wd 1e-2": dd_sweep, "m=4, wd 1.0": dd_strong_decay}),
-                  "losses")

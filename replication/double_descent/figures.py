@@ -106,3 +106,33 @@ def norms(run: TrainedDoubleDescent) -> Figure:
     ax.set_ylabel("norm")
     ax.legend()
     return fig
+
+
+def model_size_plane(runs: dict[int, TrainedDoubleDescent]) -> Figure:
+    """(e) The (T, m) plane: mean test loss / all-zero predictor per (m, T) as a map (left) and
+    as one curve per m with each training set's value (right)."""
+    hidden = sorted(runs)
+    sizes = np.array(runs[hidden[0]].config.train_sizes)
+    plane = np.stack([runs[m].test_over_zero.mean(1).numpy() for m in hidden])  # (m, T)
+    fig, (ax_map, ax_curves) = plt.subplots(1, 2, figsize=(12, 4),
+                                            gridspec_kw={"width_ratios": [1.2, 1]})
+    image = ax_map.imshow(plane, aspect="auto", cmap="viridis", origin="lower")
+    ax_map.set_xticks(range(len(sizes)), [str(t) for t in sizes], fontsize=7, rotation=45)
+    ax_map.set_yticks(range(len(hidden)), [f"m={m}" for m in hidden])
+    ax_map.set_xlabel("training-set size T")
+    fig.colorbar(image, ax=ax_map, label="test loss / all-zero predictor")
+    for j in range(len(hidden)):
+        for i in range(len(sizes)):
+            ax_map.text(i, j, f"{plane[j, i]:.3f}", ha="center", va="center", fontsize=5,
+                        color="white")
+    for m in hidden:
+        run = runs[m]
+        line, = ax_curves.plot(sizes, run.test_over_zero.mean(1), "o-", label=f"m={m}")
+        ax_curves.scatter(np.repeat(sizes, run.config.datasets), run.test_over_zero.flatten(),
+                          s=6, alpha=0.4, color=line.get_color())
+    ax_curves.axhline(1.0, color="k", lw=1, ls=":", label="all-zero predictor")
+    ax_curves.set_xscale("log")
+    ax_curves.set_xlabel("training-set size T")
+    ax_curves.set_ylabel("test loss / all-zero predictor")
+    ax_curves.legend(fontsize=8)
+    return fig

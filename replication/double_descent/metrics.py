@@ -7,9 +7,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from replication.double_descent.data import SparsePoints
+from replication.double_descent.model import packed_loss_and_grads
+from replication.double_descent.packing import pack
 from replication.toy.model import ToyModel
-
-EVAL_ROWS = 1024  # test points per evaluation batch
 
 
 def padded(flat: Float[Tensor, "points hidden"], sizes: Int[Tensor, " configs"]
@@ -33,17 +33,23 @@ def hidden_vectors(W: Float[Tensor, "configs hidden feats"], points: SparsePoint
 
 
 @torch.no_grad()
-def held_out_losses(model: ToyModel, test: SparsePoints
+def held_out_losses(model: ToyModel, test: SparsePoints, chunk_size: int = 128
                     ) -> tuple[Float[Tensor, " inst"], Float[Tensor, ""]]:
     """Mean over test points and features of (x − x')² per instance, and the all-zero predictor's.
 
+    Every instance is scored on the same test set, packed once per instance so that the sparse
+    training loss (:func:`~replication.double_descent.model.packed_loss_and_grads`) serves.
     With unit-norm inputs the all-zero predictor scores (fraction of non-zero points) / n.
     """
     n_inst, n = model.W.shape[0], model.W.shape[2]
     importance = torch.full((n_inst, n), 1.0 / n, device=model.W.device)
-    total = torch.zeros(n_inst, device=model.W.device)
-    for start in range(0, test.count, EVAL_ROWS):  # memory-sized batches of one shared test set
-        x = test.dense(start, min(start + EVAL_ROWS, test.count))
-        total += model.loss(x.expand(n_inst, -1, -1), importance) * len(x)
+    sets = pack(test, (test.count,), n_inst, chunk_size)
+    loss, _, _ = packed_loss_and_grads(model, sets, importance)
     zero = (test.value**2).sum() / (test.count * n)
-    return total / test.count, zero
+    return loss, zero
+
+
+def interior_peak_ratio(values: Float[Tensor, " configs"]) -> float:
+    """Largest value strictly inside a 1-D sequence over the larger of its two ends (above 1:
+    an interior peak)."""
+    return float(values[1:-1].max() / torch.maximum(values[0], values[-1]))

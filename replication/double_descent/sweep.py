@@ -112,6 +112,15 @@ class TrainedDoubleDescent:
         return {k: getattr(self, k) for k in
                 ("W", "b", "hidden", "train_loss", "test_loss", "zero_loss", "loss_history")}
 
+    def summary(self) -> str:
+        """The sweep's setup in one sentence, for a claim's card."""
+        config = self.config
+        return (f"n={config.n_features}, m={config.n_hidden}, "
+                f"S={1 - config.feature_probability:g}, {config.training.steps} steps, weight "
+                f"decay {config.training.weight_decay:g}; {config.datasets} independent training "
+                f"sets per T, {config.replicates} model(s) per set (lowest training loss kept); "
+                f"test set of {config.test_size} fresh points.")
+
     @property
     def sizes(self) -> Int[Tensor, " configs"]:
         return torch.tensor(self.config.train_sizes)
