@@ -125,3 +125,61 @@ def longest_run(flags) -> tuple[int, int]:
             best = max(best, (start, i - start), key=lambda run: run[1])
             start = None
     return best
+
+
+def cosines(W: Float[Tensor, "... hidden feats"]) -> Float[Tensor, "... feats feats"]:
+    """cos(W_i, W_j) for every pair of feature directions (0 where either is zero)."""
+    unit = unit_columns(W)
+    return unit.transpose(-1, -2) @ unit
+
+
+def within_set_cosines(W: Float[Tensor, "... hidden feats"], set_size: int
+                       ) -> Float[Tensor, "... pairs"]:
+    """cos(W_i, W_j) of every pair i < j inside each consecutive set of ``set_size`` features,
+    set by set (for sets of 2: one value per set)."""
+    n = W.shape[-1]
+    if n % set_size:
+        raise ValueError(f"sets of {set_size} do not tile {n} features")
+    i, j = torch.triu_indices(set_size, set_size, offset=1)
+    starts = torch.arange(0, n, set_size)
+    first, second = (starts[:, None] + i).flatten(), (starts[:, None] + j).flatten()
+    return cosines(W)[..., first, second]
+
+
+def neuron_features(W: Float[Tensor, "... hidden feats"], threshold: float
+                    ) -> Bool[Tensor, "... hidden feats"]:
+    """Which features each neuron stores: those whose weight into it has at least ``threshold``
+    times the magnitude of the neuron's largest (the paper rescales every neuron so that its
+    largest weight has magnitude 1 before drawing it; 'Computation in Superposition', note 15).
+    A neuron with no weight stores nothing."""
+    magnitude = W.abs()
+    largest = magnitude.amax(-1, keepdim=True)
+    return (magnitude >= threshold * largest) & (largest > 0)
+
+
+def neuron_semantics(W: Float[Tensor, "... hidden feats"], threshold: float
+                     ) -> tuple[Tensor, Tensor]:
+    """``(monosemantic, polysemantic)`` neuron counts: neurons storing exactly one feature, and
+    more than one (:func:`neuron_features`)."""
+    count = neuron_features(W, threshold).sum(-1)
+    return (count == 1).sum(-1), (count > 1).sum(-1)
+
+
+def lone_feature_outputs(model, values: Float[Tensor, " values"]
+                         ) -> Float[Tensor, "inst values feats"]:
+    """Output i of each instance of ``model`` when feature i alone takes each of ``values``
+    (every other feature 0): the function the model computes on feature i by itself."""
+    n = model.W.shape[-1]
+    x = (values[:, None, None] * torch.eye(n, device=values.device)).reshape(-1, n)
+    with torch.no_grad():
+        out = model(x.expand(model.W.shape[0], -1, -1))
+    return out.view(-1, len(values), n, n).diagonal(dim1=-2, dim2=-1)
+
+
+def absolute_value_explained(model, points: int = 41) -> Float[Tensor, "inst feats"]:
+    """Per feature, the share of |x| that the model computes on the feature alone:
+    1 − E[(y'_i − |t|)²] / E[t²] over t evenly spaced on [−1, 1], with y'_i the output for
+    x = t e_i. 1: |x| exactly; 0.5: one side of it (ReLU(x) or ReLU(−x)); 0: the zero output."""
+    t = torch.linspace(-1, 1, points, device=model.W.device)
+    error = (lone_feature_outputs(model, t) - t.abs()[:, None]) ** 2
+    return 1 - error.mean(-2) / (t**2).mean()
