@@ -4,14 +4,20 @@ The naive reference is the usual einsum model with autograd, ``torch.optim.Adam`
 dense ``torch.rand`` data (values and mask) every step. Both train the TMS basic sweep
 (n=20, m=5, seven densities, batch 1024) for the same reduced number of steps in the same run;
 the ratio is reported, never asserted (run with ``--benchmark-enable`` to time it).
+
+For the later sections' models (neuron model, untied absolute-value model, the m=2 bundle) the
+closed-form gradients are timed against autograd on the same batch.
 """
 
 from __future__ import annotations
 
 import einops
+import pytest
 import torch
 
+from replication.toy import experiments
 from replication.toy.experiments import BASIC_DENSITIES
+from replication.toy.model import ToyModel
 from replication.toy.sweep import ToySweep, geometric_importance
 from replication.toy.train import TrainConfig
 
@@ -50,3 +56,37 @@ def test_engine_against_naive_loop(benchmark, speed):
     engine = speed.best_seconds(lambda: engine_training(STEPS), warmup=lambda: engine_training(10))
     speed.ratio("TMS basic sweep, engine vs naive loop", naive, engine, per=STEPS, unit="step")
     benchmark.pedantic(engine_training, args=(STEPS,), rounds=1, iterations=1)
+
+
+# The later sections' models at their cpu-scale sizes: closed-form gradients against autograd
+# through ToyModel.loss, on the same batch (one gradient evaluation; the optimizer and the
+# sampler are the same either way).
+GRADIENT_CASES = {
+    "neuron model": experiments.privileged_sweep("cpu", 0),
+    "absolute value": experiments.absolute_sweep("cpu", 0),
+    "m=2 bundle": experiments.two_dimensional_bundle("cpu", 0).sweep,
+}
+
+
+@pytest.mark.parametrize("case", GRADIENT_CASES)
+def test_closed_form_gradients_against_autograd(benchmark, speed, case):
+    sweep = GRADIENT_CASES[case]
+    generator = torch.Generator().manual_seed(0)
+    model = ToyModel(sweep.n_instances, sweep.n_features, sweep.n_hidden, sweep.activation,
+                     generator=generator, hidden_activation=sweep.hidden_activation, tied=sweep.tied)
+    x, target = sweep.batches(sweep.training.batch_size, generator, "cpu")()
+    _, importance = sweep.instance_tensors("cpu")
+
+    def closed_form():
+        model.loss_and_grads(x, importance, None, target)
+
+    def autograd():
+        model.zero_grad(set_to_none=True)
+        model.loss(x, importance, target=target).sum().backward()
+
+    repeat = 20
+    baseline = speed.best_seconds(lambda: [autograd() for _ in range(repeat)], warmup=autograd)
+    candidate = speed.best_seconds(lambda: [closed_form() for _ in range(repeat)], warmup=closed_form)
+    speed.ratio(f"{case} ({sweep.n_instances} instances, n={sweep.n_features}, m={sweep.n_hidden}): "
+                "closed form vs autograd", baseline, candidate, per=repeat, unit="gradient")
+    benchmark.pedantic(closed_form, rounds=1, iterations=1)
