@@ -264,3 +264,393 @@ def test_phase_diagram(tms_phase, record):
     record.figure(figures.phase_diagram(ratios, densities, trained, predicted, away,
                                         f"trained ({config.aggregation} of {config.replicates})"),
                   "phases")
+
+
+# --- Superposition in a privileged basis: the ReLU hidden layer model -------------------------
+
+def in_band(densities, band) -> np.ndarray:
+    """Indices of the densities inside a threshold's ``[low, high]`` band (the paper's regime)."""
+    low, high = band.value
+    return np.nonzero((densities >= low) & (densities <= high))[0]
+
+
+@pytest.mark.claim(
+    id="tms.privileged-basis.mono-to-poly", paper=PAPER, section="Superposition in a privileged basis",
+    source="'Superposition in a Privileged Basis' → 'Visualizing Superposition in Terms of Neurons', "
+           "the ReLU hidden layer model (n=10, m=5, I_i=0.75^i) over feature sparsity",
+    quote="\"The most important thing to pay attention to is how there's a shift from monosemantic "
+          "to polysemantic neurons as sparsity increases.\"",
+    statement="In the ReLU hidden layer model h = ReLU(Wx), x' = ReLU(Wᵀh + b) (n=10, m=5, "
+              "I=0.75^i), every neuron stores a single feature in the paper's all-monosemantic "
+              "regime (1−S ≳ 0.5), the number of polysemantic neurons never falls as sparsity "
+              "grows, and in its 'features are pairs of neurons' regime (1−S ≲ 0.04) every neuron "
+              "is polysemantic.",
+)
+def test_privileged_basis_mono_to_poly(tms_privileged, record):
+    W, m = tms_privileged.W, tms_privileged.config.n_hidden
+    densities = np.asarray(tms_privileged.config.feature_probability)
+    mono, poly = (c.numpy() for c in metrics.neuron_semantics(
+        W, record.threshold("neuron_threshold").value))
+    dense = in_band(densities, record.threshold("monosemantic_band"))
+    sparse = in_band(densities, record.threshold("pairs_band"))
+    record.metric("densities 1−S", densities)
+    record.metric("monosemantic neurons", mono)
+    record.metric("polysemantic neurons", poly)
+    record.check("monosemantic neurons in the all-monosemantic regime, per density", mono[dense],
+                 "==", "all_neurons", unit="neurons")
+    record.check("largest fall of the polysemantic count between neighbouring densities",
+                 -np.diff(poly).min(), "<=", "poly_fall_max", unit="neurons")
+    record.check("polysemantic neurons in the pairs-of-neurons regime, per density", poly[sparse],
+                 "==", "all_neurons", unit="neurons")
+    record.note(f"Lowest-loss of {tms_privileged.config.replicates} models per density (the paper: "
+                f"of 1000). m = {m} neurons.")
+    record.figure(figures.neuron_stacks(W, [f"1−S = {d:g}" for d in densities],
+                                        record.threshold("neuron_threshold").value,
+                                        "ReLU hidden layer model, n=10, m=5, I=0.75^i", heatmap=True),
+                  "neurons")
+
+
+PRIVILEGED_REGIMES = ("monosemantic", "three_in_two", "five_in_three", "six_in_four",
+                      "eight_in_five", "pairs")
+
+
+@pytest.mark.claim(
+    id="tms.privileged-basis.regimes", paper=PAPER, section="Superposition in a privileged basis",
+    source="'Superposition in a Privileged Basis' → 'Visualizing Superposition in Terms of Neurons', "
+           "the six regimes named under the figure (n=10, m=5, I_i=0.75^i)",
+    quote="\"They transition from monosemantic, to only representing a few features, to gradually "
+          "representing more.\"",
+    statement="At a density inside each regime the paper names, the kept model has the paper's "
+              "(monosemantic, polysemantic neurons, features represented): (5, 0, 5) at 1−S ≳ 0.5; "
+              "(3, 2, 6) at 0.2–0.5; (2, 3, 7) at 0.15; (1, 4, 7) at 0.12; (0, 5, 8) at "
+              "0.05–0.08; and at ≲ 0.04 all 10 features, each stored by exactly two neurons.",
+)
+def test_privileged_basis_regimes(tms_privileged, record):
+    W = tms_privileged.W
+    densities = np.asarray(tms_privileged.config.feature_probability)
+    threshold = record.threshold("neuron_threshold").value
+    mono, poly = (c.numpy() for c in metrics.neuron_semantics(W, threshold))
+    shown = metrics.represented(W, record.threshold("represented_norm").value)
+    represented = shown.sum(-1).numpy()
+    for regime in PRIVILEGED_REGIMES:
+        for k in in_band(densities, record.threshold(f"{regime}_band")):
+            record.check(f"(monosemantic, polysemantic, represented) at 1−S = {densities[k]:g}",
+                         [int(mono[k]), int(poly[k]), int(represented[k])], "==", f"{regime}_code")
+    neurons_per_feature = metrics.neuron_features(W, threshold).sum(-2)  # (densities, feats)
+    for k in in_band(densities, record.threshold("pairs_band")):
+        record.check(f"neurons storing each represented feature at 1−S = {densities[k]:g}",
+                     neurons_per_feature[k][shown[k]], "==", "pair_size", unit="neurons")
+    record.metric("densities 1−S", densities)
+    record.metric("replicate losses, per density", tms_privileged.replicate_loss)
+    record.note(f"Kept model: the lowest-loss of {tms_privileged.config.replicates} per density "
+                "(the paper: of 1000). Represented: ‖W_i‖ > "
+                f"{record.threshold('represented_norm').value}; a neuron stores the features "
+                f"whose weight is at least {threshold} of its largest.")
+    record.figure(figures.neuron_stacks(W, [f"1−S = {d:g}" for d in densities], threshold,
+                                        "ReLU hidden layer model: kept model per density",
+                                        heatmap=True), "regimes")
+
+
+# --- Computation in superposition: the absolute-value model ------------------------------------
+
+def absolute_value_figure(sweep, threshold: float):
+    densities = sweep.config.feature_probability
+    return figures.neuron_stacks(sweep.W, [f"1−S = {d:g}" for d in densities], threshold,
+                                 "Absolute value, n=100, m=40, I=0.8^i: |W₁| per neuron "
+                                 "(sorted by importance of its largest feature)",
+                                 magnitudes=True, columns=4)
+
+
+@pytest.mark.claim(
+    id="tms.computation.dense-monosemantic", paper=PAPER, section="Computation in superposition",
+    source="'Computation in Superposition' → 'Superposition vs Sparsity', the absolute value model "
+           "h = ReLU(W₁x), y' = ReLU(W₂h + b) with x_i ∈ [−1, 1] (n=100, m=40, I_i=0.8^i), its "
+           "panels at 1−S = 1 and 0.3",
+    quote="\"In the dense regime, we end up with each neuron representing a single feature, and we "
+          "can read feature values directly off of neuron activations.\"",
+    statement="Computing |x| (n=100, m=40, I=0.8^i), every neuron stores a single feature at "
+              "1−S = 1 and 0.3 (captions: \"all neurons are monosemantic\", \"continue to be "
+              "monosemantic to moderate sparsity levels\").",
+)
+def test_absolute_value_dense_monosemantic(tms_absolute, record):
+    W, m = tms_absolute.W, tms_absolute.config.n_hidden
+    densities = np.asarray(tms_absolute.config.feature_probability)
+    threshold = record.threshold("neuron_threshold").value
+    mono, poly = (c.numpy() for c in metrics.neuron_semantics(W, threshold))
+    dense = in_band(densities, record.threshold("monosemantic_band"))
+    record.metric("densities 1−S", densities)
+    record.metric("monosemantic neurons", mono)
+    record.metric("polysemantic neurons", poly)
+    record.check("monosemantic neurons at the dense densities", mono[dense], "==", "all_neurons",
+                 unit="neurons")
+    record.note(f"One model per density; m = {m}. A neuron stores the features whose input weight "
+                f"is at least {threshold} of its largest.")
+    record.figure(absolute_value_figure(tms_absolute, threshold), "neurons")
+
+
+@pytest.mark.claim(
+    id="tms.computation.in-superposition", paper=PAPER, section="Computation in superposition",
+    source="'Computation in Superposition' → 'Superposition vs Sparsity', the paragraph after the "
+           "figure and the captions of its sparse panels (n=100, m=40, I_i=0.8^i)",
+    quote="\"However, once the features become sufficiently sparse, this model, too, uses "
+          "superposition to represent more features than it has neurons.\"",
+    statement="At the sparse densities (1−S ≤ 0.01) the absolute value model computes |x| on more "
+              "features than it has neurons (m = 40): fed one feature alone, it returns at least "
+              "three quarters of |x| on more than 40 features; meanwhile the number of "
+              "polysemantic neurons never falls as sparsity grows and at 1−S = 0.001 every neuron "
+              "is polysemantic (\"Eventually, all neurons are highly polysemantic\").",
+)
+def test_absolute_value_in_superposition(tms_absolute, record):
+    W = tms_absolute.W
+    densities = np.asarray(tms_absolute.config.feature_probability)
+    sparse = densities <= record.threshold("sparse_density_max").value
+    explained = metrics.absolute_value_explained(tms_absolute.model())  # (densities, feats)
+    computed = (explained >= record.threshold("computed_share").value).sum(-1).numpy()
+    _, poly = (c.numpy() for c in metrics.neuron_semantics(
+        W, record.threshold("neuron_threshold").value))
+    record.metric("densities 1−S", densities)
+    record.metric("features computed, every density", computed, unit="features")
+    record.metric("polysemantic neurons, every density", poly, unit="neurons")
+    record.metric("share of |x| computed on each feature alone, sparsest density", explained[-1])
+    record.check("features computed, sparse densities", computed[sparse], ">", "neurons",
+                 unit="features")
+    record.check("largest fall of the polysemantic count between neighbouring densities",
+                 -np.diff(poly).min(), "<=", "poly_fall_max", unit="neurons")
+    record.check("polysemantic neurons at the sparsest density", poly[-1], "==", "neurons",
+                 unit="neurons")
+    record.note("Share of |x| computed on feature i alone: 1 − E[(y'_i − |t|)²]/E[t²] for "
+                "x = t·e_i, t on [−1, 1] (1: |x|; 0.5: one side, ReLU(±x); 0: the zero output). "
+                "The neuron checks stand beside the computation one: a model that has not learnt "
+                "also has every neuron 'polysemantic'.")
+    record.figure(absolute_value_figure(tms_absolute, record.threshold("neuron_threshold").value),
+                  "neurons")
+
+
+# --- Correlated and anticorrelated features ------------------------------------------------------
+
+def set_colours_note(sweep) -> str:
+    sets = sweep.config.feature_sets[0]
+    return (f"Features in {sets.kind} sets of {sets.size} (consecutive indices, one colour per set); "
+            f"best of {sweep.config.replicates} models per configuration (lowest loss).")
+
+
+@pytest.mark.claim(
+    id="tms.correlated.orthogonal", paper=PAPER, section="Correlated and anticorrelated features",
+    source="'Correlated and Anticorrelated Features' → 'Organization of Correlated and Anticorrelated "
+           "Features': 2 sets of 2 correlated features (n=4), m=2",
+    quote="\"Models prefer to represent correlated features in orthogonal dimensions.\"",
+    statement="With two sets of two correlated features (a set's features are zero or not "
+              "together) in m=2 dimensions, every feature is represented and the two features of "
+              "each set are orthogonal (|cos| below our cut).",
+)
+def test_correlated_features_orthogonal(tms_two_dimensional, record):
+    part = tms_two_dimensional.part("correlated")
+    W = part.W[0]
+    record.check("‖W_i‖", metrics.feature_norms(W), ">", "represented_norm")
+    record.check("|cos| between the two features of each set",
+                 metrics.within_set_cosines(W, 2).abs(), "<", "orthogonal_cos_max")
+    record.metric("density of each set 1−S", part.config.feature_probability[0])
+    record.note(set_colours_note(part))
+    record.figure(figures.direction_panels(part.W, ["2 correlated pairs"], 2,
+                                           "correlated sets in m=2"), "directions")
+
+
+@pytest.mark.claim(
+    id="tms.anticorrelated.antipodal", paper=PAPER, section="Correlated and anticorrelated features",
+    source="'Correlated and Anticorrelated Features' → 'Organization of Correlated and Anticorrelated "
+           "Features': 2 sets of 2 anticorrelated features (n=4), m=2",
+    quote="\"Models prefer to represent anticorrelated features in opposite directions.\"",
+    statement="With two sets of two anticorrelated features (at most one feature of a set active) "
+              "in m=2 dimensions, every feature is represented and the two features of each set "
+              "point in opposite directions (cos near −1).",
+)
+def test_anticorrelated_features_antipodal(tms_two_dimensional, record):
+    part = tms_two_dimensional.part("anticorrelated")
+    W = part.W[0]
+    record.check("‖W_i‖", metrics.feature_norms(W), ">", "represented_norm")
+    record.check("cos between the two features of each set", metrics.within_set_cosines(W, 2), "<",
+                 "antipodal_cos_max")
+    record.metric("density of each set 1−S", part.config.feature_probability[0])
+    record.note(set_colours_note(part))
+    record.figure(figures.direction_panels(part.W, ["2 anticorrelated pairs"], 2,
+                                           "anticorrelated sets in m=2"), "directions")
+
+
+@pytest.mark.claim(
+    id="tms.correlated.local-orthogonal-basis", paper=PAPER,
+    section="Correlated and anticorrelated features",
+    source="'Correlated and Anticorrelated Features' → 'Local Almost-Orthogonal Bases': 2 sets of 10 "
+           "correlated features (n=20), m=10, and its WᵀW",
+    quote="\"Within each set of correlated featuers, the model creates a local orthogonal basis, "
+          "having each feature be represented orthogonally.\"",
+    statement="With two sets of ten correlated features in m=10 dimensions, all 20 features are "
+              "represented (so the model as a whole is in superposition: 20 > m), and within each "
+              "set every pair of features is orthogonal (|cos| below our cut).",
+)
+def test_correlated_local_orthogonal_basis(tms_local_basis, record):
+    W, config = tms_local_basis.W[0], tms_local_basis.config
+    size = config.feature_sets[0].size
+    cos = metrics.cosines(W)
+    across = cos[:size, size:].abs()
+    record.check("features represented (‖W_i‖ > cut)",
+                 int(metrics.represented(W, record.threshold("represented_norm").value).sum()), ">",
+                 "superposed_min", unit="features")
+    record.check("largest |cos| between two features of one set",
+                 metrics.within_set_cosines(W, size).abs().max(), "<", "orthogonal_cos_max")
+    record.metric("largest |cos| between features of different sets", across.max())
+    record.metric("mean |cos| between features of different sets", across.mean())
+    record.note(f"m = {config.n_hidden}; density of each set {config.feature_probability[0]}; best of "
+                f"{config.replicates} models.")
+    record.figure(figures.gram_matrix(W, size, "WᵀW: 2 sets of 10 correlated features, m=10"), "gram")
+
+
+def split_sets(W, represented_norm: float, collapsed_cos: float) -> int:
+    """Correlated pairs whose two features are both represented and not collapsed onto one
+    direction (cos ≤ ``collapsed_cos``)."""
+    both = metrics.represented(W, represented_norm).view(-1, 2).all(-1)
+    return int((both & (metrics.within_set_cosines(W, 2) <= collapsed_cos)).sum())
+
+
+COLLAPSE_BANDS = ("pca", "all_collapsed", "two_collapsed", "one_collapsed", "none_collapsed")
+
+
+@pytest.mark.claim(
+    id="tms.correlated.collapse", paper=PAPER, section="Correlated and anticorrelated features",
+    source="'Correlated and Anticorrelated Features' → 'Collapsing of Correlated Features': three "
+           "correlated pairs (n=6) in m=2 over feature sparsity, and the figure's bands",
+    quote="\"As we decrease sparsity, the features progressively \"collapse\" into their principal "
+          "components.\"",
+    statement="With three correlated pairs in m=2, the number of pairs whose two features are "
+              "represented apart (not collapsed onto one direction) is, inside each band of the "
+              "paper's figure: 0 at 1−S ≳ 0.5 (most PCA-like) and 0.25–0.5 (all sets collapsed), "
+              "1 at 0.15–0.2 (two collapsed), 2 at 0.05–0.15 (one collapsed), 3 at ≲ 0.05 (none).",
+)
+def test_correlated_features_collapse(tms_two_dimensional, record):
+    part = tms_two_dimensional.part("collapse")
+    densities = np.asarray(part.config.feature_probability)
+    norm, cos = record.threshold("represented_norm").value, record.threshold("collapsed_cos").value
+    split = np.array([split_sets(W, norm, cos) for W in part.W])
+    record.metric("densities 1−S", densities)
+    record.metric("pairs represented apart", split)
+    record.metric("cos within each pair, per density", metrics.within_set_cosines(part.W, 2))
+    for band in COLLAPSE_BANDS:
+        for k in in_band(densities, record.threshold(f"{band}_band")):
+            record.check(f"pairs represented apart at 1−S = {densities[k]:g}", split[k], "==",
+                         f"{band}_split", unit="pairs")
+    record.note(set_colours_note(part))
+    record.figure(figures.direction_panels(part.W, [f"1−S = {d:g}" for d in densities], 2,
+                                           "three correlated pairs in m=2"), "directions")
+
+
+@pytest.mark.claim(
+    id="tms.correlated.side-by-side", paper=PAPER, section="Correlated and anticorrelated features",
+    source="'Correlated and Anticorrelated Features' → 'Organization of Correlated and Anticorrelated "
+           "Features' (3 sets of 2 correlated features, n=6, m=2) and 'Collapsing of Correlated "
+           "Features' (the very sparse regime)",
+    quote="\"Models prefer to arrange correlated features side by side if they can't be orthogonal.\"",
+    statement="With three correlated pairs in m=2 in the sparsest band (1−S ≲ 0.05: \"features "
+              "arranged in a hexagon and correlated features side-by-side\"), the six directions "
+              "form a hexagon (neighbours 60° apart) in which the two features of each pair are "
+              "neighbours.",
+)
+def test_correlated_features_side_by_side(tms_two_dimensional, record):
+    part = tms_two_dimensional.part("collapse")
+    densities = np.asarray(part.config.feature_probability)
+    for k in in_band(densities, record.threshold("none_collapsed_band")):
+        W = part.W[k]
+        order = torch.argsort(torch.atan2(W[1], W[0]))
+        partner_next = (order // 2 == order.roll(-1) // 2) | (order // 2 == order.roll(1) // 2)
+        record.check(f"angular gaps between neighbours at 1−S = {densities[k]:g}",
+                     metrics.angular_gaps_deg(W), "≈", "hexagon_gap_deg", unit="degrees")
+        record.check(f"every feature next to its pair partner at 1−S = {densities[k]:g}",
+                     bool(partner_next.all()), "==", "partners_adjacent")
+    record.note(set_colours_note(part))
+    record.figure(figures.direction_panels(part.W[-1:], [f"1−S = {densities[-1]:g}"], 2,
+                                           "three correlated pairs, sparse"), "hexagon")
+
+
+# --- Non-uniform superposition: one sparser feature ------------------------------------------------
+
+GEOMETRIES = ("pentagon", "two digons", "other")
+
+
+def geometry(W, represented_norm: float) -> int:
+    """Index into :data:`GEOMETRIES`: all five features represented, or the varied (last) one
+    dropped with the other four kept."""
+    shown = metrics.represented(W, represented_norm)
+    if shown.all():
+        return 0
+    return 1 if shown[:-1].all() and not shown[-1] else 2
+
+
+def relative_densities(sweep) -> np.ndarray:
+    """The varied (last) feature's density over the others', per configuration."""
+    return np.array([p[-1] / p[0] for p in sweep.config.feature_probability])
+
+
+@pytest.mark.claim(
+    id="tms.non-uniform.digons", paper=PAPER, section="Geometry: non-uniform superposition",
+    source="'Non-Uniform Superposition' → 'Perturbing a single feature' (n=5, m=2, I=1, 1−S=0.05, "
+           "one feature made sparser)",
+    quote="\"If we make it sufficiently sparse, there's a phase change, and it collapses from a "
+          "pentagon to a pair of digons with the sparser point at zero.\"",
+    statement="Making one feature of the pentagon sparser, the kept model changes geometry once, from "
+              "a pentagon (all five represented) to two digons: at the sparsest setting (a tenth of "
+              "the others' density) the sparser feature's ‖W_i‖ is near 0 and the other four form "
+              "two orthogonal antipodal pairs (D_i = 1/2, neighbours 90° apart).",
+)
+def test_sparser_feature_turns_pentagon_into_digons(tms_two_dimensional, record):
+    part = tms_two_dimensional.part("non-uniform")
+    relative = relative_densities(part)
+    kinds = np.array([geometry(W, record.threshold("represented_norm").value) for W in part.W])
+    W = part.W[-1]
+    record.metric("relative density of the varied feature", relative)
+    record.metric("kept geometry (0 pentagon, 1 two digons, 2 other)", kinds)
+    record.check("geometry switches from pentagon to two digons exactly once as density falls",
+                 bool(kinds[0] == 0 and kinds[-1] == 1 and (np.diff(kinds) >= 0).all()
+                      and set(kinds) <= {0, 1}), "==", "one_switch")
+    record.check("‖W‖ of the sparser feature, sparsest setting", metrics.feature_norms(W)[-1], "<",
+                 "at_zero_norm")
+    record.check("D_i of the other four, sparsest setting", metrics.dimensionality(W)[:-1], "≈",
+                 "digon_dimensionality")
+    record.check("angular gaps between the other four, sparsest setting",
+                 metrics.angular_gaps_deg(W[:, :-1]), "≈", "digon_gap_deg", unit="degrees")
+    record.note(f"Best of {part.config.replicates} models per setting (lowest loss); feature 4 is "
+                f"the varied one, the others at 1−S = {part.config.feature_probability[0][0]}.")
+    record.figure(figures.direction_panels(part.W, [f"relative {r:.2g}" for r in relative], 5,
+                                           "n=5, m=2: feature 4 made sparser"), "directions")
+
+
+@pytest.mark.claim(
+    id="tms.non-uniform.critical-density", paper=PAPER, section="Geometry: non-uniform superposition",
+    source="'Non-Uniform Superposition' → 'Perturbing a single feature', the figure of digon and "
+           "pentagon solutions against relative feature density",
+    quote="\"When the sparsity of the varied point falls below a certain critical threshold (~2.5x "
+          "less than others) the pentagon solution changes to two digons.\"",
+    statement="The kept model turns from a pentagon into two digons when the varied feature's "
+              "density falls between about 1/2 and 1/3.1 of the others' (a factor near 2.5): the "
+              "critical factor, the geometric mean of the factors of the last pentagon and the first "
+              "digons, lies in our band around 2.5.",
+)
+def test_pentagon_digon_critical_density(tms_two_dimensional, record):
+    part = tms_two_dimensional.part("non-uniform")
+    relative = relative_densities(part)
+    norm = record.threshold("represented_norm").value
+    kinds = np.array([geometry(W, norm) for W in part.W])
+    first_digons = int(np.argmax(kinds == 1)) if (kinds == 1).any() else None
+    critical = (float(np.sqrt(relative[first_digons - 1] * relative[first_digons]))
+                if first_digons else float("nan"))
+    replicate_kinds = np.array([[geometry(W, norm) for W in cell] for cell in part.replicate_W])
+    best = {name: [float(loss[kind == g].min()) if (kind == g).any() else float("nan")
+                   for loss, kind in zip(part.replicate_loss, replicate_kinds, strict=True)]
+            for g, name in enumerate(GEOMETRIES[:2])}
+    record.metric("relative density of the varied feature", relative)
+    record.metric("kept geometry (0 pentagon, 1 two digons, 2 other)", kinds)
+    for name, losses in best.items():
+        record.metric(f"lowest loss of a {name} replicate, per setting", losses)
+    record.check("critical factor (others' density / varied feature's)", 1 / critical, "in",
+                 "critical_factor", unit="×")
+    record.note("The paper reads the phase change as the crossing of the two geometries' loss "
+                "curves; the figure plots every replicate's loss by the geometry it settled in.")
+    record.figure(figures.geometry_losses(relative, part.replicate_loss, replicate_kinds,
+                                          GEOMETRIES, critical), "losses")
