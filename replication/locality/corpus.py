@@ -8,8 +8,10 @@ windows come from. The hub corpora load through ``datasets`` when the hub is rea
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
+import os
 import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from replication.locality.hub import Unavailable, prepare_hub
+from replication.locality.hub import Unavailable, hub_reachable, prepare_hub
 from replication.settings import check_choice
 
 EXCLUDED_DIRS = ("site-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo")
@@ -50,17 +52,19 @@ HUB_CORPORA = {
 CORPORA = ("stdlib", *HUB_CORPORA)
 
 
+@functools.cache
 def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
 def stdlib_files() -> list[Path]:
-    """The standard library's ``.py`` files (no tests, no site-packages), sorted."""
-    root = stdlib_root()
-    return sorted(
-        p for p in root.rglob("*.py")
-        if not set(p.relative_to(root).parts[:-1]) & set(EXCLUDED_DIRS)
-    )
+    """The standard library's ``.py`` files (no tests, no site-packages), sorted; excluded
+    folders are pruned from the walk, not listed and filtered."""
+    found = []
+    for folder, subfolders, files in os.walk(stdlib_root()):
+        subfolders[:] = [d for d in subfolders if d not in EXCLUDED_DIRS]
+        found += [Path(folder) / f for f in files if f.endswith(".py")]
+    return sorted(found)
 
 
 def is_heldout(path: Path, heldout_percent: int) -> bool:
@@ -91,20 +95,31 @@ def fingerprint(paths: Sequence[Path]) -> str:
 
 
 def hub_texts(corpus: str, max_docs: int) -> list[str]:
-    """The first ``max_docs`` non-empty documents of a hub corpus (streamed, so nothing beyond
-    them is downloaded); :class:`Unavailable` when the hub and its cache cannot provide it."""
+    """The first ``max_docs`` non-empty documents of a hub corpus: streamed when the hub is
+    reachable (nothing beyond them is downloaded), else read from the local ``datasets`` cache
+    (filled by :func:`fetch_corpus`); :class:`Unavailable` when neither can provide it."""
     check_choice("corpus", corpus, tuple(HUB_CORPORA))
     spec = HUB_CORPORA[corpus]
     mode = prepare_hub()
     import datasets
 
     try:
-        rows = datasets.load_dataset(spec.path, spec.name, split=spec.split, streaming=True)
+        rows = datasets.load_dataset(spec.path, spec.name, split=spec.split,
+                                     streaming=hub_reachable())
         texts = ("\n".join(str(row[f]) for f in spec.fields) for row in rows)
         return list(itertools.islice((t for t in texts if t.strip()), max_docs))
     except OSError as err:
         raise Unavailable(f"corpus {corpus!r} ({spec.path}) not available: {mode}; "
                           f"{type(err).__name__}: {err}") from err
+
+
+def fetch_corpus(corpus: str) -> None:
+    """Download and prepare a hub corpus's split into the local ``datasets`` cache
+    (``$HF_HOME/datasets``), where :func:`hub_texts` reads it offline."""
+    import datasets
+
+    spec = HUB_CORPORA[check_choice("corpus", corpus, tuple(HUB_CORPORA))]
+    datasets.load_dataset(spec.path, spec.name, split=spec.split)
 
 
 def token_stream(documents: Sequence[Sequence[int]], separator: int) -> Int[Tensor, " n_tokens"]:
