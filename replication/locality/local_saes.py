@@ -1,8 +1,11 @@
 """One SAE per layer of the local model, trained with sae-lens's training classes.
 
 The residual stream (``blocks.L.hook_resid_post``) of every layer is collected in one forward
-pass per batch over training-file sequences; sae-lens's ``MultiSAETrainer`` then trains all
-layers' ``StandardTrainingSAE`` (ReLU, L1) in lockstep on that shared buffer. Each SAE is
+pass per batch over training-file sequences; all layers' sae-lens ``StandardTrainingSAE``
+(ReLU, L1) then train in lockstep on that shared buffer, as sae-lens's ``MultiSAETrainer``
+trains them (the same batches, input scaling, schedules, Adam and gradient clipping), but as
+one stack: the library's own training step under ``torch.func.vmap``
+(:mod:`replication.sae.batched`), one dispatch for the six SAEs instead of six. Each SAE is
 scored on held-out activations: fraction of variance unexplained (FVU), L0 and the fraction
 of latents that never fire (dead).
 """
@@ -15,14 +18,16 @@ from dataclasses import asdict, dataclass
 import torch
 from jaxtyping import Float, Int
 from sae_lens import SAE, StandardTrainingSAE, StandardTrainingSAEConfig
-from sae_lens.config import SAETrainerConfig
-from sae_lens.training.multi_sae_trainer import MultiSAETrainer
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from replication.cache import ArtifactCache
 from replication.locality.corpus import sample_windows
+from replication.sae.batched import SAEStack
 from replication.sae.metrics import fraction_variance_unexplained, l0
+from replication.sae.train import SAETrainConfig, train_stack
+
+NORM_ESTIMATE_BATCHES = 16  # batches the input scaling is estimated on (n_batches_for_norm_estimate)
 
 
 @dataclass(frozen=True)
@@ -93,28 +98,35 @@ def sae_metrics(sae: SAE, acts: Float[Tensor, "n d"]) -> dict[str, float]:
 
 def train_saes(cfg: LocalSAEConfig, acts: dict[str, Tensor],
                device: torch.device) -> dict[str, StandardTrainingSAE]:
-    """Train one SAE per hook of ``acts`` in lockstep (sae-lens ``MultiSAETrainer``)."""
+    """Train one SAE per hook of ``acts`` in lockstep, as sae-lens's ``MultiSAETrainer`` does:
+    the first ``NORM_ESTIMATE_BATCHES`` batches set each hook's input scale sqrt(d_in) / mean
+    norm (``expected_average_only_in``), the following ``steps`` batches train, and the scale is
+    folded into the trained weights."""
     torch.manual_seed(cfg.seed)
     d_in = next(iter(acts.values())).shape[-1]
-    saes = {
-        hook: StandardTrainingSAE(StandardTrainingSAEConfig(
-            d_in=d_in, d_sae=cfg.expansion * d_in, l1_coefficient=cfg.l1_coefficient,
-            l1_warm_up_steps=cfg.steps // 10, normalize_activations="expected_average_only_in",
-            device=str(device),
-        ))
-        for hook in acts
-    }
-    trainer_cfg = SAETrainerConfig(
-        total_training_samples=cfg.steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size,
-        lr=cfg.lr, lr_end=cfg.lr, lr_warm_up_steps=cfg.steps // 20,
-        lr_decay_steps=cfg.steps // 5, device=str(device),
-        n_batches_for_norm_estimate=16, dead_feature_window=cfg.steps,
-        feature_sampling_window=cfg.steps,
-    )
-    generator = torch.Generator().manual_seed(cfg.seed)
-    MultiSAETrainer(trainer_cfg, saes, {h: h for h in saes},
-                    shuffled_batches(acts, cfg.batch_size, generator)).fit()
-    return saes
+    saes = [StandardTrainingSAE(StandardTrainingSAEConfig(
+        d_in=d_in, d_sae=cfg.expansion * d_in, l1_coefficient=cfg.l1_coefficient,
+        l1_warm_up_steps=cfg.steps // 10, normalize_activations="expected_average_only_in",
+        device=str(device))) for _ in acts]
+    batches = shuffled_batches(acts, cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
+    estimate = [next(batches) for _ in range(NORM_ESTIMATE_BATCHES)]
+    factors = [d_in ** 0.5 * sum(len(b[h]) for b in estimate)
+               / sum(b[h].norm(dim=-1).float().sum().item() for b in estimate) for h in acts]
+    scale = torch.tensor(factors, device=device)[:, None, None]
+    stack = SAEStack(saes).to(device)
+
+    def next_batch() -> Float[Tensor, "hooks batch d_in"]:
+        batch = next(batches)
+        return torch.stack([batch[h] for h in acts]).to(device) * scale
+
+    train_stack(stack, next_batch, SAETrainConfig(
+        steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, lr_warm_up_steps=cfg.steps // 20,
+        lr_decay_steps=cfg.steps // 5, l1_warm_up_steps=cfg.steps // 10),
+        description=f"local SAEs x{len(acts)}")
+    trained = dict(zip(acts, stack.unstack(), strict=True))
+    for sae, factor in zip(trained.values(), factors, strict=True):
+        sae.fold_activation_norm_scaling_factor(factor)
+    return trained
 
 
 def local_saes(cache: ArtifactCache, cfg: LocalSAEConfig, model: HookedTransformer,
