@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import replace
 
 import pandas as pd
@@ -13,17 +12,12 @@ from sae_lens import SAE
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from replication.cache import ArtifactCache
-from replication.locality import hub, sweep
-from replication.locality.__main__ import main
-from replication.locality.corpus import hub_texts, is_heldout, sample_windows, split_stdlib
+from replication.locality import sweep
+from replication.locality.artefacts import save_table
+from replication.locality.corpus import is_heldout, sample_windows, split_stdlib
 from replication.locality.entropy import positional_entropy
-from replication.locality.influence import window_influence
-from replication.locality.presets import (
-    LoadedPreset,
-    get_preset,
-    load_real_preset,
-    resolve_layers,
-)
+from replication.locality.influence import batch_influence
+from replication.locality.presets import LoadedPreset, get_preset, resolve_layers
 from replication.locality.sweep import (
     context_summary,
     corpus_stream,
@@ -33,20 +27,27 @@ from replication.locality.sweep import (
     influence_table,
     layer_summary,
     leading,
-    save_table,
 )
 
 N, D = 6, 8
 
 
-def relu_sae(d_in: int, d_sae: int, seed: int) -> SAE:
-    """A random ReLU SAE whose encoder bias keeps most features active."""
+ARCHITECTURES = {"standard": {}, "jumprelu": {}, "topk": {"k": 6},
+                 "layer_norm": {"architecture": "topk", "k": 6, "normalize_activations": "layer_norm"}}
+
+
+def relu_sae(d_in: int, d_sae: int, seed: int, architecture: str = "standard") -> SAE:
+    """A random SAE (ReLU by default) whose encoder bias keeps most features active."""
     g = torch.Generator().manual_seed(seed)
-    sae = SAE.from_dict({"architecture": "standard", "d_in": d_in, "d_sae": d_sae})
+    sae = SAE.from_dict({"architecture": architecture, "d_in": d_in, "d_sae": d_sae,
+                         **ARCHITECTURES[architecture]})
     with torch.no_grad():
         sae.W_enc.copy_(torch.randn(d_in, d_sae, generator=g))
+        sae.W_dec.copy_(torch.randn(d_sae, d_in, generator=g) / d_in ** 0.5)
         sae.b_enc.copy_(torch.full((d_sae,), 5.0))
         sae.b_dec.zero_()
+        if architecture == "jumprelu":
+            sae.threshold.copy_(torch.rand(d_sae, generator=g) * 6)
     return sae.eval()
 
 
@@ -72,7 +73,8 @@ def test_closed_form_on_attention_only_model():
 
     tokens = torch.randint(0, 11, (N,), generator=g)
     with model.hooks(fwd_hooks=[("blocks.0.attn.hook_pattern", set_pattern)]):
-        (res,) = window_influence(model, {0: sae}, {0: "blocks.0.hook_resid_post"}, 0.0, tokens)
+        (res,) = batch_influence(model, {0: sae}, {0: "blocks.0.hook_resid_post"}, 0.0,
+                                 tokens[None])
         _, cache = model.run_with_cache(tokens[None])
     y = cache["blocks.0.hook_resid_post"][0, -1].detach()
 
@@ -84,44 +86,64 @@ def test_closed_form_on_attention_only_model():
     R = torch.einsum("tmn,vn->tmv", G, K).pow(2).sum((1, 2))            # (N,)
     assert len(res.features) > 0
     torch.testing.assert_close(res.feature_influence, J.detach(), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(res.token_influence, R.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(res.token_influence[0], R.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(positional_entropy(res.feature_influence),
                                positional_entropy(J.detach()), rtol=1e-5, atol=1e-6)
 
 
-def small_model_and_saes(seed: int = 0):
+def small_model_and_saes(seed: int = 0, architecture: str = "standard"):
     cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32,
                                   n_ctx=12, d_vocab=50, act_fn="gelu", normalization_type="LN",
                                   seed=seed)
     model = HookedTransformer(cfg).eval()
-    saes = {layer: relu_sae(16, 32, seed + layer) for layer in (0, 1)}
+    saes = {layer: relu_sae(16, 32, seed + layer, architecture) for layer in (0, 1)}
     return model, saes, {layer: f"blocks.{layer}.hook_resid_post" for layer in saes}
 
 
-@pytest.mark.parametrize("token_probes", [None, 7])
-def test_batched_gradients_equal_per_feature_loop(token_probes):
+@pytest.mark.parametrize(("form", "token_probes", "architecture"), [
+    ("features", None, "standard"), ("features", None, "jumprelu"), ("features", None, "topk"),
+    (None, None, "layer_norm"), ("probes", None, "standard"), ("probes", 7, "standard")])
+def test_batched_windows_equal_the_per_row_loop_one_window_at_a_time(form, token_probes,
+                                                                     architecture):
+    """Each batched form over 3 windows at once (chunked or not) gives the naive per-row
+    backward loop's J and R (one window, one output row at a time: the active features and
+    every direction of y~, or the same probes), for ReLU, JumpReLU and TopK SAEs; an SAE that
+    layer-normalises its input takes the probes form by itself."""
+    model, saes, hooks = small_model_and_saes(architecture=architecture)
+    windows = torch.randint(0, 50, (3, 12), generator=torch.Generator().manual_seed(3))
+
+    def run(tokens, batched, chunk, form):
+        return batch_influence(model, saes, hooks, 0.2, tokens, batched=batched, chunk=chunk,
+                               form=form, token_probes=token_probes,
+                               generator=torch.Generator().manual_seed(4))
+
+    loops = [run(w[None], False, None, "probes") for w in windows]
+    for batched in (run(windows, True, None, form), run(windows, True, 5, form)):
+        for layer, res in enumerate(batched):
+            assert len(res.features) > 0 and res.window.unique().tolist() == [0, 1, 2]
+            for w, loop in enumerate(loops):
+                mine = res.window == w
+                assert torch.equal(res.features[mine], loop[layer].features)
+                torch.testing.assert_close(res.feature_influence[mine],
+                                           loop[layer].feature_influence, rtol=1e-5, atol=1e-8)
+                torch.testing.assert_close(res.token_influence[w], loop[layer].token_influence[0],
+                                           rtol=1e-4, atol=1e-7)
+
+
+def test_unknown_influence_form_raises_naming_the_accepted():
     model, saes, hooks = small_model_and_saes()
-    tokens = torch.randint(0, 50, (12,), generator=torch.Generator().manual_seed(3))
-    runs = [window_influence(model, saes, hooks, 0.2, tokens, batched=batched,
-                             token_probes=token_probes, chunk=chunk,
-                             generator=torch.Generator().manual_seed(4))
-            for batched, chunk in ((True, None), (True, 5), (False, None))]
-    for batched, chunked, loop in zip(*runs, strict=True):
-        assert len(loop.features) > 0
-        for other in (batched, chunked):
-            torch.testing.assert_close(other.feature_influence, loop.feature_influence,
-                                       rtol=1e-6, atol=1e-9)
-            torch.testing.assert_close(other.token_influence, loop.token_influence,
-                                       rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="features"):
+        batch_influence(model, saes, hooks, 0.2, torch.zeros(1, 12, dtype=torch.long),
+                        form="jacobian")
 
 
 def test_causality_positions_after_read_out_have_no_influence():
     model, saes, hooks = small_model_and_saes()
-    tokens = torch.randint(0, 50, (12,), generator=torch.Generator().manual_seed(5))
-    for res in window_influence(model, saes, hooks, 0.2, tokens, read_pos=7):
+    windows = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(5))
+    for res in batch_influence(model, saes, hooks, 0.2, windows, read_pos=7):
         assert (res.feature_influence[:, 8:] == 0).all()
-        assert (res.token_influence[8:] == 0).all()
-        assert (res.token_influence[:8] > 0).all()
+        assert (res.token_influence[:, 8:] == 0).all()
+        assert (res.token_influence[:, :8] > 0).all()
 
 
 def test_entropy_one_hot_uniform_zero_and_bounds():
@@ -144,39 +166,6 @@ def test_unknown_preset_and_layer_raise_value_error_listing_accepted():
     assert resolve_layers(get_preset("llama-3-8b"), "default") == list(range(0, 31, 2))
 
 
-@pytest.fixture
-def offline_hub(monkeypatch, tmp_path):
-    """The hub unreachable and its cache empty, restored afterwards."""
-    import datasets.config
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
-    hub.hub_reachable.cache_clear()
-    yield
-    hub.hub_reachable.cache_clear()
-
-
-def test_offline_real_preset_is_unavailable_within_seconds(offline_hub):
-    start = time.perf_counter()
-    with pytest.raises(hub.Unavailable, match="offline"):
-        load_real_preset("pythia-70m-deduped", [0, 1], torch.device("cpu"))
-    with pytest.raises(hub.Unavailable, match="wikitext"):
-        hub_texts("wikitext", 10)
-    assert time.perf_counter() - start < 20  # no 30-second retry loops
-
-
-def test_cli_reports_unavailable_preset_offline(offline_hub, tmp_path, capsys):
-    code = main(["--preset", "gpt2-small", "--layers", "0,1", "--windows", "2",
-                 "--device", "cpu", "--out", str(tmp_path)])
-    assert code == 2
-    assert "not available" in capsys.readouterr().err
-
-
 def test_windows_are_seeded_and_heldout_files_disjoint():
     stream = torch.arange(1000)
     a, b = sample_windows(stream, 5, 16, seed=1), sample_windows(stream, 5, 16, seed=1)
@@ -191,7 +180,7 @@ def tiny_loaded_preset() -> LoadedPreset:
     model, saes, hooks = small_model_and_saes()
     return LoadedPreset(preset=get_preset("local-stdlib"), model=model, saes=saes, hooks=hooks,
                         encode=lambda text: [b % 49 + 1 for b in text.encode()[:200]],
-                        separator=0)
+                        separator=0, decode_token=str)
 
 
 def test_influence_table_summary_and_cache_round_trip(tmp_path):
@@ -199,14 +188,21 @@ def test_influence_table_summary_and_cache_round_trip(tmp_path):
     stream = corpus_stream(loaded, "stdlib")
     assert (stream == 0).sum() == len(split_stdlib(10)[1])  # one separator per held-out file
     cache = ArtifactCache(tmp_path)
-    table = depth_sweep(cache, loaded, "stdlib", n_windows=3, length=12, seed=0)
-    assert list(table.columns) == ["preset", "corpus", "n_tokens", "layer", "window", "feature",
-                                   "activation", "H_pos", "token_H", "frequency"]
+    run = depth_sweep(cache, loaded, "stdlib", n_windows=3, length=12, seed=0)
+    table = run.table
+    assert list(table.columns) == ["preset", "corpus", *sweep.NUMERIC_COLUMNS]
     events = table[table.feature >= 0]
     assert ((events.frequency > 0) & (events.frequency <= 1)).all()
     assert set(table.layer) == {0, 1} and set(table.window) == {0, 1, 2}
+    J = run.influence[12]
+    assert events.event.tolist() == list(range(len(J))) and run.windows.shape == (3, 12)
+    torch.testing.assert_close(positional_entropy(J).double(),
+                               torch.tensor(events.H_pos.to_numpy()))
+    assert (J.argmax(-1).numpy() == events.peak_pos.to_numpy()).all()
+    torch.testing.assert_close(J.sum(-1).double(), torch.tensor(events.J_sum.to_numpy()))
     again = depth_sweep(cache, tiny_loaded_preset(), "stdlib", n_windows=3, length=12, seed=0)
-    pd.testing.assert_frame_equal(table, again)
+    pd.testing.assert_frame_equal(table, again.table)
+    assert torch.equal(J, again.influence[12]) and torch.equal(run.windows, again.windows)
     summary = layer_summary(table)
     assert list(summary.index) == [0, 1]
     assert set(depth_trend(summary)) == {"min_step_bits", "spearman", "rise_bits"}
@@ -217,8 +213,9 @@ def test_influence_table_summary_and_cache_round_trip(tmp_path):
 def test_window_without_active_feature_keeps_its_token_entropy():
     loaded = tiny_loaded_preset()
     loaded.preset = replace(loaded.preset, threshold=1e9)
-    table = influence_table(loaded, torch.randint(1, 50, (2, 12)), "stdlib", seed=0)
-    assert (table.feature == -1).all() and table.H_pos.isna().all()
+    table, J = influence_table(loaded, torch.randint(1, 50, (2, 12)), "stdlib", seed=0)
+    assert (table.feature == -1).all() and (table.event == -1).all() and J.shape == (0, 12)
+    assert table.H_pos.isna().all()
     assert table.token_H.notna().all() and len(table) == 4  # 2 windows x 2 layers
 
 
@@ -258,3 +255,39 @@ def test_context_summary_follows_the_longest_windows_leading_features():
                          (64, 2, 0, 5, 2.0, 2.0, 0.3), (64, 2, 1, 6, 5.0, 2.0, 0.0001)])
     curves = context_summary(table)
     assert curves.loc[8, 2] == pytest.approx(1.0) and curves.loc[64, 2] == pytest.approx(2.0)
+
+
+def test_stacked_local_saes_equal_sae_lens_multi_sae_trainer():
+    """The local SAEs' stacked training is sae-lens's MultiSAETrainer (same seeds, batches,
+    input scaling, schedules): equal weights after training, up to float rounding."""
+    from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig
+    from sae_lens.config import SAETrainerConfig
+    from sae_lens.training.multi_sae_trainer import MultiSAETrainer
+
+    from replication.locality.local_saes import (
+        NORM_ESTIMATE_BATCHES,
+        LocalSAEConfig,
+        shuffled_batches,
+        train_saes,
+    )
+
+    cfg = LocalSAEConfig(steps=40, batch_size=32, seed=3)
+    g = torch.Generator().manual_seed(0)
+    acts = {f"blocks.{i}.hook_resid_post": torch.randn(512, 8, generator=g) * (i + 1) + 0.5
+            for i in range(2)}
+    stacked = train_saes(cfg, acts, torch.device("cpu"))
+    torch.manual_seed(cfg.seed)
+    reference = {hook: StandardTrainingSAE(StandardTrainingSAEConfig(
+        d_in=8, d_sae=32, l1_coefficient=cfg.l1_coefficient, l1_warm_up_steps=cfg.steps // 10,
+        normalize_activations="expected_average_only_in")) for hook in acts}
+    MultiSAETrainer(SAETrainerConfig(
+        total_training_samples=cfg.steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size,
+        lr=cfg.lr, lr_end=cfg.lr, lr_warm_up_steps=cfg.steps // 20, lr_decay_steps=cfg.steps // 5,
+        device="cpu", n_batches_for_norm_estimate=NORM_ESTIMATE_BATCHES,
+        dead_feature_window=cfg.steps, feature_sampling_window=cfg.steps),
+        reference, {h: h for h in acts},
+        shuffled_batches(acts, cfg.batch_size, torch.Generator().manual_seed(cfg.seed))).fit()
+    for hook, sae in stacked.items():
+        assert sae.cfg.normalize_activations == reference[hook].cfg.normalize_activations == "none"
+        for name, value in reference[hook].state_dict().items():
+            torch.testing.assert_close(sae.state_dict()[name], value, rtol=1e-4, atol=1e-6)

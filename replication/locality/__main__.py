@@ -1,6 +1,7 @@
 """Command line: run an H_pos sweep on one preset and write its tables and figures.
 
     python -m replication.locality --preset gpt2-small --layers all --windows 50 --device cuda
+    python -m replication.locality --preset gpt2-small --layers all --fetch   # connected machine
 
 writes ``<out>/<preset>-<corpus>-depth.csv`` (one row per event: preset, corpus, n_tokens,
 layer, window, feature, activation, H_pos, token_H, frequency), the context-length sweep
@@ -17,24 +18,21 @@ from dataclasses import replace
 from pathlib import Path
 
 from replication.cache import ArtifactCache
-from replication.locality.corpus import CORPORA
+from replication.locality.artefacts import atomic_write, cards_path, save_sweep, sweep_stem
+from replication.locality.cards import write_feature_cards
+from replication.locality.corpus import CORPORA, fetch_corpus
 from replication.locality.figures import context_figure, depth_figure
 from replication.locality.hub import Unavailable
 from replication.locality.presets import (
     PRESETS,
+    fetch_real_preset,
     get_preset,
     load_local_preset,
     load_real_preset,
     resolve_layers,
 )
 from replication.locality.scales import LOCALITY_SCALES, with_seed
-from replication.locality.sweep import (
-    context_sweep,
-    depth_sweep,
-    depth_trend,
-    layer_summary,
-    save_table,
-)
+from replication.locality.sweep import context_sweep, depth_sweep, depth_trend, layer_summary
 from replication.settings import DEFAULT_CACHE_DIR, DEVICES, SCALES, for_scale, resolve_device
 
 
@@ -57,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how the local presets are built")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--out", type=Path, default=Path("reports/locality"))
+    parser.add_argument("--fetch", action="store_true",
+                        help="download the real preset's model, its SAEs for --layers and the "
+                             "corpus into the local caches (HF_HOME), then exit")
     return parser
 
 
@@ -72,6 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     corpus = args.corpus or ("stdlib" if preset.is_local else "wikitext")
+    if args.fetch:
+        if preset.is_local:
+            parser.error(f"--fetch takes a real preset; {preset.name} is built here")
+        for repo in fetch_real_preset(preset.name, layers):
+            print(f"fetched {repo}")
+        if corpus != "stdlib":
+            fetch_corpus(corpus)
+            print(f"fetched corpus {corpus}")
+        return 0
     cache = ArtifactCache(args.cache_dir)
     try:
         if preset.is_local:
@@ -88,20 +98,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stem = f"{preset.name}-{corpus}"
     out = args.out
-    save_table(depth, out / f"{stem}-depth.csv")
-    summary = layer_summary(depth)
-    depth_figure(depth, f"{preset.name}: H_pos by layer").savefig(out / f"{stem}-depth.png",
-                                                                   dpi=110, bbox_inches="tight")
+    config = {"preset": preset.name, "layers": layers, "device": str(device), "seed": args.seed,
+              "corpus": corpus, "windows": args.windows, "build": loaded.details.get("key")}
+    depth_stem = sweep_stem(out, preset.name, corpus, "depth", args.seed)
+    save_sweep(depth, depth_stem, {**config, "sweep": "depth", "length": args.window_length})
+    write_feature_cards(depth, loaded.decode_token, f"{preset.name}: feature cards ({corpus})",
+                        cards_path(depth_stem))
+    summary = layer_summary(depth.table)
+    depth_figure(depth.table, f"{preset.name}: H_pos by layer").savefig(
+        out / f"{stem}-depth.png", dpi=110, bbox_inches="tight")
     if context is not None:
-        save_table(context, out / f"{stem}-context.csv")
-        context_figure(context, f"{preset.name}: H_pos against window length",
+        save_sweep(context, sweep_stem(out, preset.name, corpus, "context", args.seed),
+                   {**config, "sweep": "context", "lengths": lengths})
+        context_figure(context.table, f"{preset.name}: H_pos against window length",
                        for_scale(LOCALITY_SCALES, args.scale).context_layer).savefig(
             out / f"{stem}-context.png", dpi=110, bbox_inches="tight")
     report = {"preset": preset.name, "corpus": corpus, "windows": args.windows,
               "window_length": args.window_length, "seed": args.seed, "device": str(device),
               "trend": depth_trend(summary), "per_layer": summary.reset_index().to_dict("records"),
               "details": loaded.details}
-    (out / f"{stem}-summary.json").write_text(json.dumps(report, indent=1, default=str))
+    atomic_write(out / f"{stem}-summary.json",
+                 lambda tmp: tmp.write_text(json.dumps(report, indent=1, default=str)))
     print(summary.to_string())
     print(f"trend: {report['trend']}\nwrote {out}/{stem}-*")
     return 0

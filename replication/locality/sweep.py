@@ -1,12 +1,16 @@
 """Sweeps: the influence table over layers (depth) and over window lengths (context).
 
 The tidy table has one row per event (a feature active at a window's read-out position, at
-one layer): preset, corpus, n_tokens (window length N), layer, window, feature, activation,
-H_pos, token_H (the entropy of the reconstructed token vector at that window and layer) and
-frequency (the feature's activation frequency at that layer: the fraction of all positions of
-the sweep's windows where it is active). A window and layer without any active feature keeps
-one row with feature -1 and no H_pos, so its token-vector entropy still counts. Tables are
-cached (numeric columns as tensors) and saved as CSV.
+one layer): preset, corpus, n_tokens (window length N), layer, window, event (the row of the
+event's J in the sweep's raw influence, numbered per N), feature, activation, H_pos (bits),
+peak_pos (the position t' of J's largest value, 0 = the window's first token, N - 1 = the
+read-out), peak_J and J_sum (that value and sum_t' J), token_H (the entropy of the
+reconstructed token vector at that window and layer) and frequency (the feature's
+activation frequency at that layer: the fraction of all positions of the sweep's windows
+where it is active). A window and layer without any active feature keeps one row with
+feature and event -1 and no H_pos, so its token-vector entropy still counts. A
+:class:`Sweep` holds the table, the raw J of every event and the windows' token ids; it is
+cached as tensors and written as shareable artefacts by :mod:`replication.locality.artefacts`.
 
 The statistics follow sae-analysis, paper/paper.tex, section 'Experimental setup': per
 feature, H_pos averaged over the windows where it is active; the *leading* features of a
@@ -17,14 +21,13 @@ per-feature means.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Int
+from jaxtyping import Float, Int
 from scipy.stats import spearmanr
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -39,15 +42,33 @@ from replication.locality.corpus import (
     token_stream,
 )
 from replication.locality.entropy import positional_entropy
-from replication.locality.influence import window_influence
+from replication.locality.influence import batch_influence
 from replication.locality.presets import LoadedPreset
 from replication.settings import check_choice
 
-NUMERIC_COLUMNS = ("n_tokens", "layer", "window", "feature", "activation", "H_pos", "token_H",
-                   "frequency")
+NUMERIC_COLUMNS = ("n_tokens", "layer", "window", "event", "feature", "activation", "H_pos",
+                   "peak_pos", "peak_J", "J_sum", "token_H", "frequency")
+INTEGER_COLUMNS = ("n_tokens", "layer", "window", "event", "feature")
 LEADING_MIN_FREQUENCY = 1e-3  # paper.tex, 'Leading features': "exceeds 0.1%"
 LEADING_TOP = 500  # paper.tex, 'Leading features': "the top 500 features by activation frequency"
 TOP_FEATURES = 20  # paper.tex, Figure entropy_vs_depth: "the average entropy of the top-20 features"
+
+
+@dataclass
+class Sweep:
+    """An influence sweep.
+
+    Args:
+        table: the tidy table (module docstring), rows in (n_tokens, window, layer, feature)
+            order.
+        influence: raw J per window length N: shape ``(events, N)``, row ``event`` of the table.
+        windows: the windows' token ids, shape ``(w, max N)``; a window of length N is the last
+            N tokens of its row.
+    """
+
+    table: pd.DataFrame
+    influence: dict[int, Float[Tensor, "events pos"]]
+    windows: Int[Tensor, "w pos"]
 
 
 def corpus_stream(loaded: LoadedPreset, corpus: str, heldout_percent: int = 10,
@@ -64,71 +85,117 @@ def corpus_stream(loaded: LoadedPreset, corpus: str, heldout_percent: int = 10,
 
 
 def influence_table(loaded: LoadedPreset, windows: Int[Tensor, "w pos"], corpus: str,
-                    seed: int) -> pd.DataFrame:
-    """Every event of every window at every layer of ``loaded.saes`` (one forward and, per
-    layer, one batched backward per window); see the module docstring for the columns."""
+                    seed: int) -> tuple[pd.DataFrame, Float[Tensor, "events pos"]]:
+    """Every event of every window at every layer of ``loaded.saes`` (batches of
+    ``preset.window_batch`` windows: one forward, and per layer one batched backward, each);
+    the table (module docstring) and the events' raw J."""
     preset = loaded.preset
     generator = torch.Generator().manual_seed(seed)
     n = windows.shape[1]
-    rows, counts = [], {}
-    for w, tokens in enumerate(tqdm(windows, desc=f"H_pos {preset.name} N={n}")):
-        for res in window_influence(loaded.model, loaded.saes, loaded.hooks, preset.threshold,
-                                    tokens, token_probes=preset.token_probes,
-                                    chunk=preset.chunk, generator=generator):
+    frames, influence, counts = [], [], {}
+    for start in tqdm(range(0, len(windows), preset.window_batch),
+                      desc=f"H_pos {preset.name} N={n}"):
+        batch = windows[start:start + preset.window_batch]
+        for res in batch_influence(loaded.model, loaded.saes, loaded.hooks, preset.threshold,
+                                   batch, token_probes=preset.token_probes, chunk=preset.chunk,
+                                   generator=generator):
             counts[res.layer] = counts.get(res.layer, 0) + res.frequency
-            token_h = positional_entropy(res.token_influence).item()
-            h = positional_entropy(res.feature_influence).tolist()
-            events = zip(res.features.tolist(), res.activations.tolist(), h, strict=True)
-            rows += [(n, res.layer, w, f, a, hf, token_h) for f, a, hf in events]
-            if not len(res.features):
-                rows.append((n, res.layer, w, -1, np.nan, np.nan, token_h))
-    table = pd.DataFrame(rows, columns=list(NUMERIC_COLUMNS[:-1]))
+            token_h = positional_entropy(res.token_influence).numpy()        # (w,)
+            silent = np.setdiff1d(np.arange(len(batch)), res.window.numpy())
+            peak_J, peak_pos = res.feature_influence.max(-1)
+            frames += [pd.DataFrame({
+                "window": start + res.window.numpy(), "feature": res.features.numpy(),
+                "activation": res.activations.numpy(),
+                "H_pos": positional_entropy(res.feature_influence).numpy(),
+                "peak_pos": peak_pos.numpy(), "peak_J": peak_J.numpy(),
+                "J_sum": res.feature_influence.sum(-1).numpy(),
+                "token_H": token_h[res.window.numpy()], "layer": res.layer,
+                "order": sum(map(len, influence)) + np.arange(len(res.features))}),
+                pd.DataFrame({"window": start + silent, "feature": -1,
+                              "token_H": token_h[silent], "layer": res.layer})]
+            influence.append(res.feature_influence)
+    table = pd.concat(frames, ignore_index=True).sort_values(["window", "layer", "feature"],
+                                                             kind="stable")
+    table = table.assign(n_tokens=n, event=-1).reset_index(drop=True)
+    hits = table.feature.to_numpy() >= 0
+    table.loc[hits, "event"] = np.arange(hits.sum())
+    J = torch.cat(influence)[torch.as_tensor(table.order[hits].to_numpy(np.int64))]
     frequency = np.full(len(table), np.nan)
     for layer, count in counts.items():                          # count: (d_sae,) positions
-        at = ((table.layer == layer) & (table.feature >= 0)).to_numpy()
+        at = ((table.layer == layer) & hits).to_numpy()
         frequency[at] = count.numpy()[table.feature[at]] / windows.numel()
     table["frequency"] = frequency
-    return table.assign(preset=preset.name, corpus=corpus)[["preset", "corpus", *NUMERIC_COLUMNS]]
+    table = table.astype({c: "int64" for c in INTEGER_COLUMNS})
+    return table.assign(preset=preset.name, corpus=corpus)[["preset", "corpus",
+                                                            *NUMERIC_COLUMNS]], J
 
 
-def context_table(loaded: LoadedPreset, stream: Int[Tensor, " n"], lengths: Sequence[int],
-                  n_windows: int, corpus: str, seed: int) -> pd.DataFrame:
+def context_sweep_of(loaded: LoadedPreset, stream: Int[Tensor, " n"], lengths: Sequence[int],
+                     n_windows: int, corpus: str, seed: int) -> Sweep:
     """Influence tables for window lengths ``lengths``, stacked. The windows are nested: each
     length takes the last N tokens of the same seeded ``max(lengths)``-token windows, so every
     N reads out the same tokens and only the context before them grows."""
     windows = sample_windows(stream, n_windows, max(lengths), seed)
-    return pd.concat([influence_table(loaded, windows[:, -n:], corpus, seed) for n in lengths],
-                     ignore_index=True)
+    parts = {n: influence_table(loaded, windows[:, -n:], corpus, seed) for n in lengths}
+    return Sweep(pd.concat([table for table, _ in parts.values()], ignore_index=True),
+                 {n: J for n, (_, J) in parts.items()}, windows)
 
 
 def sweep_key(loaded: LoadedPreset, corpus: str, seed: int, **sizes) -> dict:
     """Cache configuration of a sweep: what was measured (preset, layers, corpus, sizes, seed);
-    the preset's build enters the key as the upstream artifact (see :func:`cached_table`)."""
+    the preset's build enters the key as the upstream artifact (see :func:`cached_sweep`)."""
     return {"preset": loaded.preset.name, "layers": sorted(loaded.saes),
             "corpus": corpus, "seed": seed, **sizes}
 
 
 def depth_sweep(cache: ArtifactCache, loaded: LoadedPreset, corpus: str, n_windows: int,
-                length: int, seed: int) -> pd.DataFrame:
-    """The (cached) influence table of ``n_windows`` seeded windows of ``length`` tokens."""
-    def build() -> pd.DataFrame:
+                length: int, seed: int) -> Sweep:
+    """The (cached) influence sweep of ``n_windows`` seeded windows of ``length`` tokens."""
+    def build() -> Sweep:
         windows = sample_windows(corpus_stream(loaded, corpus), n_windows, length, seed)
-        return influence_table(loaded, windows, corpus, seed)
+        table, J = influence_table(loaded, windows, corpus, seed)
+        return Sweep(table, {length: J}, windows)
 
     key = sweep_key(loaded, corpus, seed, sweep="depth", windows=n_windows, length=length)
-    return cached_table(cache, "locality-table", key, build, preset_build(loaded))
+    return cached_sweep(cache, key, build, preset_build(loaded))
 
 
 def context_sweep(cache: ArtifactCache, loaded: LoadedPreset, corpus: str,
-                  lengths: Sequence[int], n_windows: int, seed: int) -> pd.DataFrame:
-    """The (cached) influence tables for windows of each length in ``lengths``, stacked."""
-    def build() -> pd.DataFrame:
-        return context_table(loaded, corpus_stream(loaded, corpus), lengths, n_windows,
-                             corpus, seed)
+                  lengths: Sequence[int], n_windows: int, seed: int) -> Sweep:
+    """The (cached) influence sweeps for windows of each length in ``lengths``, stacked."""
+    def build() -> Sweep:
+        return context_sweep_of(loaded, corpus_stream(loaded, corpus), lengths, n_windows,
+                                corpus, seed)
 
     key = sweep_key(loaded, corpus, seed, sweep="context", windows=n_windows,
                     lengths=list(lengths))
-    return cached_table(cache, "locality-table", key, build, preset_build(loaded))
+    return cached_sweep(cache, key, build, preset_build(loaded))
+
+
+def preset_build(loaded: LoadedPreset) -> list[str]:
+    """The cache key of a local preset's build (its SAEs, hence its model and tokenizer), as
+    the upstream of its tables; real presets come from the hub and have none."""
+    return [loaded.details["key"]] if "key" in loaded.details else []
+
+
+def cached_sweep(cache: ArtifactCache, config: dict, build: Callable[[], Sweep],
+                 upstream: list[str]) -> Sweep:
+    """A sweep built once per configuration and upstream build: numeric columns, raw J (one
+    tensor per N) and windows as tensors, the labels in meta."""
+    def build_entry():
+        sweep = build()
+        tensors = {c: torch.tensor(sweep.table[c].to_numpy(np.float64)) for c in NUMERIC_COLUMNS}
+        tensors |= {f"influence.{n}": J.contiguous() for n, J in sweep.influence.items()}
+        labels = {c: sweep.table[c].iloc[0] if len(sweep.table) else ""
+                  for c in ("preset", "corpus")}
+        return {**tensors, "windows": sweep.windows}, labels
+
+    tensors, labels = cache.get_or_build("locality-sweep", config, build_entry, upstream=upstream)
+    table = pd.DataFrame({c: tensors[c].numpy() for c in NUMERIC_COLUMNS})
+    table = table.astype({c: "int64" for c in INTEGER_COLUMNS})
+    influence = {int(k.split(".")[1]): v for k, v in tensors.items() if k.startswith("influence.")}
+    return Sweep(table.assign(**labels)[["preset", "corpus", *NUMERIC_COLUMNS]], influence,
+                 tensors["windows"])
 
 
 def feature_means(table: pd.DataFrame) -> pd.DataFrame:
@@ -193,34 +260,3 @@ def depth_trend(summary: pd.DataFrame) -> dict[str, float]:
     return {"min_step_bits": float(steps.min()),
             "spearman": float(spearmanr(summary.index, summary.mean_H).statistic),
             "rise_bits": float(summary.mean_H.iloc[-1] - summary.mean_H.iloc[0])}
-
-
-def preset_build(loaded: LoadedPreset) -> list[str]:
-    """The cache key of a local preset's build (its SAEs, hence its model and tokenizer), as
-    the upstream of its tables; real presets come from the hub and have none."""
-    return [loaded.details["key"]] if "key" in loaded.details else []
-
-
-def cached_table(cache: ArtifactCache, kind: str, config: dict, build: Callable[[], pd.DataFrame],
-                 upstream: list[str]) -> pd.DataFrame:
-    """A table built once per configuration and upstream build: numeric columns as tensors, the
-    rest in meta."""
-    def build_entry():
-        table = build()
-        tensors = {c: torch.tensor(table[c].to_numpy(np.float64)) for c in NUMERIC_COLUMNS}
-        labels = {c: table[c].iloc[0] if len(table) else "" for c in ("preset", "corpus")}
-        return tensors, labels
-
-    tensors, labels = cache.get_or_build(kind, config, build_entry, upstream=upstream)
-    table = pd.DataFrame({c: tensors[c].numpy() for c in NUMERIC_COLUMNS})
-    table = table.astype({c: "int64" for c in ("n_tokens", "layer", "window", "feature")})
-    return table.assign(**labels)[["preset", "corpus", *NUMERIC_COLUMNS]]
-
-
-def save_table(table: pd.DataFrame, path: Path) -> Path:
-    """Write ``table`` as CSV atomically (parallel workers may write the same file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
