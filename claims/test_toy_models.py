@@ -434,6 +434,19 @@ def set_colours_note(sweep) -> str:
             f"best of {sweep.config.replicates} models per configuration (lowest loss).")
 
 
+def judge_pairs(part, record, name: str, cos, op: str, key: str):
+    """Every feature of the n=4 model of ``part`` represented, and ``cos`` (its pairs' cosines,
+    or their magnitudes) ``op`` the threshold ``key``; with the pairs' density and figure."""
+    W = part.W[0]
+    record.check("‖W_i‖", metrics.feature_norms(W), ">", "represented_norm")
+    record.check(name, cos(metrics.within_set_cosines(W, 2)), op, key)
+    record.metric("density of each set 1−S", part.config.feature_probability[0])
+    record.note(set_colours_note(part))
+    kind = part.config.feature_sets[0].kind
+    record.figure(figures.direction_panels(part.W, [f"2 {kind} pairs"], 2, f"{kind} sets in m=2"),
+                  "directions")
+
+
 @pytest.mark.claim(
     id="tms.correlated.orthogonal", paper=PAPER, section="Correlated and anticorrelated features",
     source="'Correlated and Anticorrelated Features' → 'Organization of Correlated and Anticorrelated "
@@ -444,15 +457,8 @@ def set_colours_note(sweep) -> str:
               "each set are orthogonal (|cos| below our cut).",
 )
 def test_correlated_features_orthogonal(tms_two_dimensional, record):
-    part = tms_two_dimensional.part("correlated")
-    W = part.W[0]
-    record.check("‖W_i‖", metrics.feature_norms(W), ">", "represented_norm")
-    record.check("|cos| between the two features of each set",
-                 metrics.within_set_cosines(W, 2).abs(), "<", "orthogonal_cos_max")
-    record.metric("density of each set 1−S", part.config.feature_probability[0])
-    record.note(set_colours_note(part))
-    record.figure(figures.direction_panels(part.W, ["2 correlated pairs"], 2,
-                                           "correlated sets in m=2"), "directions")
+    judge_pairs(tms_two_dimensional.part("correlated"), record,
+                "|cos| between the two features of each set", torch.abs, "<", "orthogonal_cos_max")
 
 
 @pytest.mark.claim(
@@ -465,15 +471,8 @@ def test_correlated_features_orthogonal(tms_two_dimensional, record):
               "point in opposite directions (cos near −1).",
 )
 def test_anticorrelated_features_antipodal(tms_two_dimensional, record):
-    part = tms_two_dimensional.part("anticorrelated")
-    W = part.W[0]
-    record.check("‖W_i‖", metrics.feature_norms(W), ">", "represented_norm")
-    record.check("cos between the two features of each set", metrics.within_set_cosines(W, 2), "<",
-                 "antipodal_cos_max")
-    record.metric("density of each set 1−S", part.config.feature_probability[0])
-    record.note(set_colours_note(part))
-    record.figure(figures.direction_panels(part.W, ["2 anticorrelated pairs"], 2,
-                                           "anticorrelated sets in m=2"), "directions")
+    judge_pairs(tms_two_dimensional.part("anticorrelated"), record,
+                "cos between the two features of each set", lambda cos: cos, "<", "antipodal_cos_max")
 
 
 @pytest.mark.claim(
@@ -617,7 +616,8 @@ def test_sparser_feature_turns_pentagon_into_digons(tms_two_dimensional, record)
                  metrics.angular_gaps_deg(W[:, :-1]), "≈", "digon_gap_deg", unit="degrees")
     record.note(f"Best of {part.config.replicates} models per setting (lowest loss); feature 4 is "
                 f"the varied one, the others at 1−S = {part.config.feature_probability[0][0]}.")
-    record.figure(figures.direction_panels(part.W, [f"relative {r:.2g}" for r in relative], 5,
+    # sets of 4 for the colours: features 0-3 share one, the varied feature 4 has its own
+    record.figure(figures.direction_panels(part.W, [f"relative {r:.2g}" for r in relative], 4,
                                            "n=5, m=2: feature 4 made sparser"), "directions")
 
 

@@ -5,6 +5,7 @@ per-feature density), bundles of sweeps, and the neuron and set metrics."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -247,3 +248,15 @@ def test_absolute_value_explained_of_exact_and_one_sided_models():
     model = ToyModel.from_tensors(W, torch.zeros(1, 4), "relu", "relu", W_out)
     explained = metrics.absolute_value_explained(model)[0]
     torch.testing.assert_close(explained, torch.tensor([1.0, 0.5, 0.0, 0.0]))
+
+
+def test_shared_evaluation_scores_the_replicates_of_a_configuration_on_one_sample():
+    sweep = ToySweep(4, 2, (0.5, 0.2), (geometric_importance(4, 1.0),), replicates=3,
+                     shared_evaluation=True, task="absolute-value")
+    x, target = sweep.evaluation_batch(torch.Generator().manual_seed(0), "cpu", size=64)
+    assert x.shape == (6, 64, 4) and torch.equal(target, x.abs())
+    assert torch.equal(x[0], x[1]) and torch.equal(x[0], x[2]) and torch.equal(x[3], x[5])
+    assert not torch.equal(x[0], x[3])
+    independent = replace(sweep, shared_evaluation=False)
+    y, _ = independent.evaluation_batch(torch.Generator().manual_seed(0), "cpu", size=64)
+    assert not torch.equal(y[0], y[1])
