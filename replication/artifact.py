@@ -61,7 +61,7 @@ def load_or_train(config: ArtifactConfig[A], cache: ArtifactCache, device: torch
 
     code, upstream_keys = type(config).__module__, [a.cache_key for a in upstream]
     tensors, meta = cache.get_or_build(config.kind, config.to_dict(), build, upstream=upstream_keys,
-                                       code=code)
+                                       code=code, device=device)
     artifact = config.from_tensors(tensors, meta)
     artifact.cache_key = cache.key(config.to_dict(), code, upstream_keys)
     return artifact

@@ -37,6 +37,8 @@ from filelock import FileLock
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from replication import smoke
+
 Tensors = dict[str, torch.Tensor]
 TENSORS_FILE = "tensors.safetensors"
 META_FILE = "meta.json"
@@ -100,12 +102,14 @@ def code_version(module: str) -> str:
 
 @dataclass(frozen=True)
 class BuildEvent:
-    """One artifact request: ``built`` (trained now, taking ``seconds``) or loaded from cache."""
+    """One artifact request: ``built`` (trained now, taking ``seconds``) or loaded from cache;
+    in a smoke run, ``smoke`` is what the build cost (:class:`replication.smoke.BuildMeasurement`)."""
 
     kind: str
     key: str
     built: bool
     seconds: float
+    smoke: dict | None = None
 
 
 BUILD_LOG: list[BuildEvent] = []  # this process's artifact requests, in order (for the report)
@@ -167,6 +171,7 @@ class ArtifactCache:
         build: Callable[[], tuple[Tensors, Mapping]],
         upstream: Sequence[str] = (),
         code: str | None = None,
+        device: torch.device | str = "cpu",
     ) -> tuple[Tensors, dict]:
         """Return the cached entry, building and saving it first if it is missing.
 
@@ -177,6 +182,7 @@ class ArtifactCache:
                 (and what that imports) versions the entry.
             upstream: keys (:meth:`key`) of the artifacts this one is built from.
             code: the module that versions the entry, when it is not ``build``'s own.
+            device: where ``build`` computes (a smoke run measures its memory there).
         """
         key = self.key(config, code or build, upstream)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -188,9 +194,15 @@ class ArtifactCache:
             if cached is not None:
                 BUILD_LOG.append(BuildEvent(kind, key, False, time.perf_counter() - start))
                 return cached
-            tensors, meta = build()
+            if smoke.enabled():
+                with smoke.measure_build(device) as measurement:
+                    tensors, meta = build()
+                cost = measurement.to_dict()
+            else:
+                tensors, meta = build()
+                cost = None
             self.save(kind, key, config, tensors, meta)
-            BUILD_LOG.append(BuildEvent(kind, key, True, time.perf_counter() - start))
+            BUILD_LOG.append(BuildEvent(kind, key, True, time.perf_counter() - start, cost))
             return {k: v.detach().to("cpu") for k, v in tensors.items()}, json.loads(
                 json.dumps(meta, default=str)
             )

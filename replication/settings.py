@@ -72,6 +72,7 @@ class RunSettings:
         seeds: the seeds a robustness run repeats every claim for (``(seed,)`` otherwise).
         cache_dir: where trained artifacts are cached (safetensors + json).
         report_dir: where the report and its figures are written.
+        smoke: a smoke run (:mod:`replication.smoke`): a few steps per loop, checks not judged.
     """
 
     scale: str
@@ -80,6 +81,7 @@ class RunSettings:
     cache_dir: Path
     report_dir: Path
     seeds: tuple[int, ...] = ()
+    smoke: bool = False
 
     @property
     def robustness(self) -> bool:

@@ -28,6 +28,7 @@ VERDICTS = (
     "unexpected pass",
     "not run",
     "error",
+    "smoke run",
 )
 
 

@@ -35,6 +35,7 @@ COLOURS = {
     "unexpected pass": "#8250df",
     "not run": "#6e7781",
     "error": "#a40e26",
+    "smoke run": "#0969da",
 }
 HELD = ("replicated", "unexpected pass")  # the seed's numbers met every threshold
 
@@ -128,7 +129,8 @@ def previous_claims(path: Path, settings: RunSettings, rootdir: Path) -> list[di
         previous = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         return []
-    if previous.get("format") != FORMAT or previous.get("scale") != settings.scale:
+    if (previous.get("format") != FORMAT or previous.get("scale") != settings.scale
+            or previous.get("smoke", False) != settings.smoke):
         return []
     return [c for c in previous["claims"] if still_exists(c, rootdir)]
 
@@ -165,6 +167,8 @@ def write_report(entries: list[dict], settings: RunSettings, rootdir: Path = Pat
         "seeds": list(settings.seeds or (settings.seed,)),
         "environment": {"python": platform.python_version(), "torch": torch.__version__},
         "summary": {v: summary[v] for v in VERDICTS if summary[v]},
+        "smoke": settings.smoke,
+        "costs": smoke_costs(claims) if settings.smoke else [],
         "claims": claims,
     }
     atomic_write(out / "claims.json", json.dumps(document, indent=1))
@@ -180,6 +184,31 @@ def remove_stale_figures(figure_dir: Path, referenced: set[str]) -> None:
     for png in figure_dir.glob("*.png"):
         if f"{figure_dir.name}/{png.name}" not in referenced:
             png.unlink()
+
+
+def smoke_costs(claims: list[dict]) -> list[dict]:
+    """Each artifact a smoke run built, once: its fixture, device, peak memory and projected
+    full-run time (``replication.smoke``), with the claims that use it."""
+    costs: dict[str, dict] = {}
+    for c in claims:
+        for seed in c["per_seed"]:
+            for a in seed["artifacts"]:
+                if a["built"] and a.get("smoke"):
+                    cost = costs.setdefault(a["key"], {"kind": a["kind"], "fixture": a["fixture"],
+                                                       **a["smoke"], "claims": []})
+                    cost["claims"].append(c["id"])
+    return sorted(costs.values(), key=lambda cost: -cost["projected_seconds"])
+
+
+def cost_rows(doc: dict) -> list[list[str]]:
+    """The smoke-cost table: artifact, device, peak memory, smoke seconds, projected run, claims."""
+    return [[f"{c['kind']} ({c['fixture']})", c["device"], f"{c['peak_bytes'] / 2**30:.2f} GiB",
+             f"{c['seconds']:.1f} s", f"{c['projected_seconds'] / 3600:.2f} h",
+             ", ".join(sorted(set(c["claims"])))] for c in doc["costs"]]
+
+
+COST_HEADER = ["artifact (fixture)", "device", "peak memory", "smoke run", "projected full run",
+               "claims"]
 
 
 def by_paper(claims: list[dict]) -> dict[str, dict[str, list[dict]]]:
@@ -244,6 +273,10 @@ def render_markdown(doc: dict) -> str:
     for paper, sections in papers.items():
         counts = Counter(c["verdict"] for cs in sections.values() for c in cs)
         lines.append(f"| {paper} | " + " | ".join(str(counts[v] or "") for v in VERDICTS) + " |")
+    if doc["costs"]:
+        lines += ["", "## Smoke run: what each configuration costs at full length", "",
+                  "| " + " | ".join(COST_HEADER) + " |", "|---" * len(COST_HEADER) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in cost_rows(doc)]
     for paper, sections in papers.items():
         lines += ["", f"## {paper}"]
         claims = [c for cs in sections.values() for c in cs]
@@ -367,6 +400,11 @@ def render_html(doc: dict) -> str:
             body.append(f"<h3>{e(section)}</h3><table>{rows}</table>"
                         + "".join(render_card(c) for c in shown))
     summary = " · ".join(f"{badge(v)} {n}" for v, n in doc["summary"].items())
+    costs = "" if not doc["costs"] else (
+        "<h2>Smoke run: what each configuration costs at full length</h2><table><tr>"
+        + "".join(f"<th>{e(h)}</th>" for h in COST_HEADER) + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>"
+                  for row in cost_rows(doc)) + "</table>")
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>Superposition replication report'
         f"</title><style>{CSS}</style></head><body><h1>Superposition replication report</h1>"
@@ -374,5 +412,5 @@ def render_html(doc: dict) -> str:
         f" · generated {e(doc['generated'])} · torch {e(doc['environment']['torch'])}</p>"
         f"<p>{summary}</p><table><tr><th>paper</th>"
         + "".join(f"<th>{badge(v)}</th>" for v in VERDICTS)
-        + f"</tr>{overview}</table>{''.join(body)}</body></html>\n"
+        + f"</tr>{overview}</table>{costs}{''.join(body)}</body></html>\n"
     )

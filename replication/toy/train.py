@@ -9,6 +9,7 @@ device and are read once per progress update.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from replication import smoke
 from replication.settings import check_choice
 from replication.toy.model import ToyModel
 
@@ -91,12 +93,19 @@ def logged_loop(
     optimizer, clears the gradients and steps each of ``schedules`` (anything with ``step()``).
     The loss terms are summed on the device; the host reads them once per log interval.
 
+    In a smoke run (:mod:`replication.smoke`) only the first few steps run, and their rate is
+    recorded against ``steps``.
+
     Returns: each loss term averaged over each log interval (the last one may be shorter).
     """
     history: dict[str, list[Tensor]] = {}
     running: dict[str, Tensor] = {}
+    planned, steps = steps, smoke.steps_to_run(steps)
+    timed_from = time.perf_counter()
     with tqdm(total=steps, desc=description, leave=False, mininterval=1.0) as bar:
         for i in range(steps):
+            if i == 1:  # the first step (allocation, compilation) is not timed
+                timed_from = time.perf_counter()
             losses = step(i)
             optimizer.step()
             optimizer.zero_grad()
@@ -113,6 +122,7 @@ def logged_loop(
                 bar.set_postfix(loss=f"{next(iter(history.values()))[-1].mean().item():.4g}",
                                 refresh=False)
                 bar.update((i % log_every) + 1)
+    smoke.note_loop(description, planned, steps, time.perf_counter() - timed_from)
     return {name: torch.stack(values) for name, values in history.items()}
 
 

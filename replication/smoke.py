@@ -1,0 +1,139 @@
+"""Smoke mode: every configuration end to end for a few optimizer steps, measured.
+
+``pytest --smoke`` runs the claims at the paper's scale, but every training loop driven by
+:func:`replication.toy.train.logged_loop` (toy models, double descent, toy SAEs) stops after
+:data:`DEFAULT_STEPS` steps. Fixtures, metrics and figures run as usual; the checks are recorded
+but not judged. Each artifact built meanwhile records:
+
+* its peak memory above what the process held when the build began: on CUDA the allocator's
+  peak; on CPU the resident set size, sampled every few milliseconds (a short spike between two
+  samples can be missed);
+* the seconds per step of each of its loops and the projected full run: the build's measured
+  time plus the steps it skipped at the measured rate, on the device it ran on.
+
+The state is per process (each pytest-xdist worker enables it for itself).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+DEFAULT_STEPS = 3  # optimizer steps per loop in a smoke run (the first is not timed)
+SAMPLE_SECONDS = 0.005  # RSS sampling interval on CPU
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+_steps: int | None = None
+
+
+def enable(steps: int = DEFAULT_STEPS) -> None:
+    """Turn smoke mode on for this process: loops run at most ``steps`` steps (at least 2)."""
+    global _steps
+    if steps < 2:
+        raise ValueError(f"a smoke run needs at least 2 steps per loop (one untimed), got {steps}")
+    _steps = steps
+
+
+def enabled() -> bool:
+    return _steps is not None
+
+
+def steps_to_run(planned: int) -> int:
+    """How many of a loop's ``planned`` steps to run: all of them unless in smoke mode."""
+    return planned if _steps is None else min(planned, _steps)
+
+
+@dataclass(frozen=True)
+class LoopTiming:
+    """One training loop of a smoke run: ``seconds_per_step`` timed after its first step."""
+
+    description: str
+    planned_steps: int
+    steps_run: int
+    seconds_per_step: float
+
+    @property
+    def skipped_seconds(self) -> float:
+        return (self.planned_steps - self.steps_run) * self.seconds_per_step
+
+
+LOOPS: list[LoopTiming] = []  # this process's smoke loops, in order
+
+
+def note_loop(description: str, planned_steps: int, steps_run: int, timed_seconds: float) -> None:
+    """Record a loop that ran ``steps_run`` of ``planned_steps`` steps, the last
+    ``steps_run − 1`` of them in ``timed_seconds``."""
+    if enabled():
+        LOOPS.append(LoopTiming(description, planned_steps, steps_run,
+                                timed_seconds / max(1, steps_run - 1)))
+
+
+def resident_bytes() -> int:
+    """This process's resident set size (Linux ``/proc/self/statm``; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * PAGE_BYTES
+    except OSError:
+        return 0
+
+
+@dataclass
+class BuildMeasurement:
+    """What one artifact build cost in a smoke run (see the module docstring)."""
+
+    device: str
+    peak_bytes: int = 0
+    seconds: float = 0.0
+    loops: list[LoopTiming] = field(default_factory=list)
+
+    @property
+    def projected_seconds(self) -> float:
+        return self.seconds + sum(loop.skipped_seconds for loop in self.loops)
+
+    def to_dict(self) -> dict:
+        return {"device": self.device, "peak_bytes": self.peak_bytes,
+                "seconds": round(self.seconds, 2),
+                "projected_seconds": round(self.projected_seconds, 1),
+                "loops": [asdict(loop) for loop in self.loops]}
+
+
+class measure_build:  # noqa: N801 - used as a context manager, like torch.no_grad
+    """Measure the build inside the ``with`` block: ``with measure_build(device) as m: ...``."""
+
+    def __init__(self, device: torch.device | str):
+        self.device = torch.device(device)
+        self.measurement = BuildMeasurement(str(self.device))
+        self._stop = threading.Event()
+
+    def _sample(self, baseline: int) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self.measurement.peak_bytes = max(self.measurement.peak_bytes,
+                                              resident_bytes() - baseline)
+
+    def __enter__(self) -> BuildMeasurement:
+        self._first_loop = len(LOOPS)
+        self._start = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self._baseline = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._sampler = threading.Thread(target=self._sample, args=(resident_bytes(),),
+                                             daemon=True)
+            self._sampler.start()
+        return self.measurement
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.measurement.peak_bytes = (torch.cuda.max_memory_allocated(self.device)
+                                           - self._baseline)
+        else:
+            self._stop.set()
+            self._sampler.join()
+        self.measurement.seconds = time.perf_counter() - self._start
+        self.measurement.loops = LOOPS[self._first_loop:]
