@@ -16,16 +16,28 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.stats import skew
 
+from replication.locality.artefacts import cards_path, sweep_stem
 from replication.locality.corpus import sample_windows
+from replication.locality.features import (
+    CORRELATION_LAYER,
+    UNIQUE_TOKENS_LAYER,
+    decoder_geometry,
+    indicator_correlation,
+    off_diagonal,
+)
 from replication.locality.figures import (
     bounds_figure,
     comparison_figure,
     context_figure,
+    correlation_figure,
     depth_figure,
+    geometry_figure,
     sae_figure,
+    unique_tokens_figure,
 )
-from replication.locality.influence import window_influence
+from replication.locality.influence import batch_influence
 from replication.locality.presets import PRESETS, REAL_PRESETS
 from replication.locality.reference import figure_values, paper_values, prototype
 from replication.locality.sweep import (
@@ -63,6 +75,16 @@ def per_layer(values) -> dict[str, float]:
     return {f"L{layer}": float(v) for layer, v in values.items()}
 
 
+def note_cards(record, run_settings, depth_table, seed) -> None:
+    """Point the reader at the feature cards page of the preset's depth sweep."""
+    page = cards_path(sweep_stem(run_settings.report_dir / "locality", depth_table.preset.iloc[0],
+                                 depth_table.corpus.iloc[0], "depth", seed))
+    record.metric("feature cards page (beside the report)",
+                  page.relative_to(run_settings.report_dir).as_posix())
+    record.note(f"Feature cards (the most local, a median and the least local leading feature "
+                f"of each layer, tokens tinted by J): {page.relative_to(run_settings.report_dir)}")
+
+
 @pytest.mark.claim(
     id="locality.causality-and-bounds", paper=PAPER, section=SECTION,
     source=f"{TEX}, section 'Gradient-based influence measure' (eq. influence_matrix) and "
@@ -79,15 +101,13 @@ def test_causality_and_bounds(preset_under_test, depth_table, locality_scale, se
     read_pos = n // 2 - 1
     corpus = depth_table.corpus.iloc[0]
     windows = sample_windows(corpus_stream(loaded, corpus), CAUSAL_WINDOWS, n, seed)
-    results = [res for tokens in windows
-               for res in window_influence(loaded.model, loaded.saes, loaded.hooks,
-                                           loaded.preset.threshold, tokens, read_pos=read_pos,
-                                           token_probes=loaded.preset.token_probes,
-                                           chunk=loaded.preset.chunk,
-                                           generator=torch.Generator().manual_seed(seed))]
+    results = batch_influence(loaded.model, loaded.saes, loaded.hooks, loaded.preset.threshold,
+                              windows, read_pos=read_pos, token_probes=loaded.preset.token_probes,
+                              chunk=loaded.preset.chunk,
+                              generator=torch.Generator().manual_seed(seed))
     j = torch.cat([res.feature_influence for res in results])
     events = depth_table[depth_table.feature >= 0]
-    record.metric("checked (window, layer) pairs", len(results))
+    record.metric("checked (window, layer) pairs", len(windows) * len(results))
     record.metric("events", len(events))
     record.check("max J after the read-out position", j[:, read_pos + 1:].abs().max().item(),
                  "==", "after_readout")
@@ -109,7 +129,7 @@ def test_causality_and_bounds(preset_under_test, depth_table, locality_scale, se
               "broadly: its 10th-to-90th percentile range spans at least the declared number "
               "of bits (the paper's own ends, < 1 and > 5 bits, are recorded beside it).")
 @pytest.mark.parametrize("preset_under_test", PAPER_PRESETS, indirect=True)
-def test_broad_distribution(preset_under_test, depth_table, record):
+def test_broad_distribution(preset_under_test, depth_table, run_settings, seed, record):
     means = leading(feature_means(depth_table)).H
     low, high = np.quantile(means, [0.1, 0.9])
     record.metric("leading features (all layers)", len(means))
@@ -122,6 +142,7 @@ def test_broad_distribution(preset_under_test, depth_table, record):
                  unit="bits")
     record.figure(depth_figure(depth_table, f"{preset_under_test.preset.name}: per-feature "
                                             "mean H_pos by layer"), "distribution")
+    note_cards(record, run_settings, depth_table, seed)
 
 
 @pytest.mark.claim(
@@ -295,3 +316,97 @@ def test_matches_published_values(preset_under_test, depth_table, record):
                      float(mean_h.iloc[-1] - mean_h.loc[figure["plateau_from"]]), "<=",
                      "max_abs_diff_bits", unit="bits")
     record.figure(depth_figure(depth_table, f"{name}: H_pos by layer"), "depth")
+
+
+@pytest.mark.claim(
+    id="locality.features.approximately-independent", paper=PAPER, section=SECTION,
+    source=f"{TEX}, section 'Feature sparsity statistics', Figure correlation (leading features "
+           "at layer 3)",
+    quote="As shown in Fig.~\\ref{fig:correlation}, the matrix is approximately diagonal, "
+          "confirming that the SAE features are approximately independent under the natural "
+          "text distribution.",
+    statement="At layer 3, the correlation matrix C_ab = <A^a A^b> - <A^a><A^b> of the binary "
+              "activation indicators of the leading features is approximately diagonal: read "
+              "as r_ab = C_ab / sqrt(C_aa C_bb), the median off-diagonal |r_ab| is at most the "
+              "declared small value and at most the declared fraction of pairs reach an "
+              "elevated correlation.")
+@pytest.mark.parametrize("preset_under_test", ALL_PRESETS, indirect=True)
+def test_features_approximately_independent(preset_under_test, feature_activity, record):
+    activity = feature_activity[CORRELATION_LAYER]
+    lead = activity.leading()
+    C, r = indicator_correlation(activity.indicators(lead))
+    pairs = off_diagonal(r).abs()
+    elevated = record.threshold("elevated_abs_r").value
+    record.metric("positions counted", len(activity.tokens))
+    record.metric("leading features", len(lead))
+    record.metric("off-diagonal |r_ab|: 50%, 90%, 99%, max",
+                  torch.quantile(pairs, torch.tensor([0.5, 0.9, 0.99, 1.0], dtype=pairs.dtype)))
+    record.check("median off-diagonal |r_ab|", pairs.median().item(), "<=", "median_abs_r_max")
+    record.check(f"fraction of pairs with |r_ab| >= {elevated}",
+                 (pairs >= elevated).double().mean().item(), "<=", "elevated_fraction_max")
+    record.figure(correlation_figure(C, r, f"{preset_under_test.preset.name}: leading features, "
+                                           f"layer {CORRELATION_LAYER}", elevated), "correlation")
+
+
+@pytest.mark.claim(
+    id="locality.features.unique-tokens-heavy-tailed", paper=PAPER, section=SECTION,
+    source=f"{TEX}, section 'Feature sparsity statistics', Figure unique_tokens (layer 0)",
+    quote="The distribution is heavy-tailed: the vast majority of features activate on very few "
+          "tokens, while a small number of features activate broadly across thousands of unique "
+          "tokens.",
+    statement="At layer 0, the number of distinct tokens each live feature activates on is "
+              "heavy-tailed: its sample skewness exceeds the exponential distribution's (2), "
+              "and the broadest feature activates on at least the declared multiple of the "
+              "median feature's count.")
+@pytest.mark.parametrize("preset_under_test", ALL_PRESETS, indirect=True)
+def test_unique_tokens_heavy_tailed(preset_under_test, feature_activity, record):
+    activity = feature_activity[UNIQUE_TOKENS_LAYER]
+    counts = activity.unique_tokens()
+    live = counts[counts > 0].double().numpy()
+    record.metric("positions counted", len(activity.tokens))
+    record.metric("distinct tokens among them", len(torch.unique(activity.tokens)))
+    record.metric("live features", len(live))
+    record.metric("unique tokens per feature: 10%, 50%, 90%, 99%, max",
+                  np.quantile(live, [0.1, 0.5, 0.9, 0.99, 1.0]))
+    record.check("sample skewness", float(skew(live)), ">", "skewness_min")
+    record.check("broadest / median feature", float(live.max() / np.median(live)), ">=",
+                 "max_over_median_min")
+    record.figure(unique_tokens_figure(live, f"{preset_under_test.preset.name}: unique tokens "
+                                             f"per feature, layer {UNIQUE_TOKENS_LAYER}"),
+                  "unique-tokens")
+
+
+@pytest.mark.claim(
+    id="locality.geometry.decoder-cosine-vs-hpos", paper=PAPER, section=SECTION,
+    source="lccqqqqq/sae-analysis scripts/analysis/feature_geometry_vs_entropy.py (the "
+           "sae-locality-data artefact feature_geometry_vs_entropy: Spearman of |cos| against "
+           "|dH| over pairs, permutation null of 200)",
+    quote="Hypothesis (informal): two features close in decoder cosine space have similar H_pos.",
+    statement="At the middle layer, over all pairs of leading features, Spearman's rho between "
+              "the |cosine| of their decoder vectors and the gap of their mean H_pos lies below "
+              "the declared lower quantile of its null (mean H_pos permuted over the features, "
+              "200 seeded permutations): the negative slope the hypothesis predicts, beyond "
+              "chance.")
+@pytest.mark.parametrize("preset_under_test", PAPER_PRESETS, indirect=True)
+def test_decoder_geometry_vs_hpos(preset_under_test, depth_table, run_settings, seed, record):
+    loaded = preset_under_test
+    level = record.threshold("null_quantile").value
+    lead = leading(feature_means(depth_table)).droplevel("n_tokens")
+    tests = {layer: decoder_geometry(loaded.saes[layer].W_dec[
+                 torch.as_tensor(group.index.get_level_values("feature"))].cpu(),
+                 group.H.to_numpy(), seed) for layer, group in lead.groupby(level="layer")}
+    middle = loaded.preset.n_layers // 2
+    test = tests[middle]
+    record.metric(f"layer {middle}: leading features, pairs",
+                  [len(lead.loc[middle]), len(test.gap)])
+    record.metric("null quantiles 2.5%, 50%, 97.5%",
+                  [test.quantile(0.025), test.quantile(0.5), test.quantile(0.975)])
+    record.metric("permutation p (two-sided, as the source), z", [test.p_two_sided, test.z])
+    record.metric("Spearman rho per layer", {f"L{layer}": t.rho for layer, t in tests.items()})
+    record.metric(f"null {level} quantile per layer",
+                  {f"L{layer}": t.quantile(level) for layer, t in tests.items()})
+    record.check(f"layer {middle}: Spearman rho(|cos|, |dH|) minus the null's {level} quantile",
+                 test.rho - test.quantile(level), "<", "beyond_null")
+    record.figure(geometry_figure(tests, middle, level, f"{loaded.preset.name}: decoder geometry "
+                                                        "against H_pos"), "geometry")
+    note_cards(record, run_settings, depth_table, seed)

@@ -102,3 +102,65 @@ def bounds_figure(table: pd.DataFrame, title: str) -> Figure:
     ax.set(xlabel="H_pos (bits)", ylabel="events", title=title)
     ax.legend(fontsize=8, ncol=2)
     return fig
+
+
+def correlation_figure(C, r, title: str, elevated: float, shown: int = 100) -> Figure:
+    """Left: the covariance C_ab of the ``shown`` most frequent leading features (the paper's
+    Figure correlation); right: the distribution of off-diagonal |r_ab| with ``elevated``."""
+    k = min(shown, len(C))
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    ax_c, ax_r = fig.subplots(1, 2)
+    bound = float(C[:k, :k].abs().max()) if k else 1.0
+    image = ax_c.imshow(C[:k, :k].numpy(), cmap="RdBu_r", vmin=-bound, vmax=bound)
+    fig.colorbar(image, ax=ax_c, label="C_ab")
+    ax_c.set(title=f"covariance, {k} most frequent", xlabel="feature (by frequency)",
+             ylabel="feature (by frequency)")
+    i, j = np.triu_indices(len(r), k=1)
+    ax_r.hist(np.abs(r.numpy()[i, j]), bins=50, color="#6baed6")
+    ax_r.axvline(elevated, color="#a50f15", ls="--", label=f"|r| = {elevated:g}")
+    ax_r.set(yscale="log", xlabel="off-diagonal |r_ab|", ylabel="pairs",
+             title="correlation coefficients")
+    ax_r.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def unique_tokens_figure(counts: np.ndarray, title: str) -> Figure:
+    """Histogram (log counts) of the number of unique tokens per feature, median marked."""
+    fig = Figure(figsize=(6, 3.8), layout="constrained")
+    ax = fig.subplots()
+    ax.hist(counts, bins=50, color="#74c476")
+    ax.axvline(np.median(counts), color="#08519c", ls="--", label=f"median {np.median(counts):g}")
+    ax.set(yscale="log", xlabel="unique tokens activating the feature", ylabel="features",
+           title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def geometry_figure(tests: dict, layer: int, level: float, title: str, bins: int = 20) -> Figure:
+    """Left: mean |ΔH_pos| in equal-count bins of |decoder cosine| at ``layer``; right: rho per
+    layer against its permutation null (median and the ``level``, 1 - ``level`` quantiles)."""
+    test = tests[layer]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_b, ax_n = fig.subplots(1, 2)
+    edges = np.quantile(test.abs_cosine, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, test.abs_cosine, side="right") - 1, 0, bins - 1)
+    means = [test.gap[which == b].mean() for b in range(bins) if (which == b).any()]
+    centres = [test.abs_cosine[which == b].mean() for b in range(bins) if (which == b).any()]
+    ax_b.plot(centres, means, "o-", color="#08519c")
+    ax_b.axhline(test.gap.mean(), color="grey", ls=":", label="all pairs")
+    ax_b.set(xlabel="|decoder cosine| (equal-count bins)", ylabel="mean |ΔH_pos| (bits)",
+             title=f"layer {layer}: rho = {test.rho:+.3f}")
+    ax_b.legend(fontsize=8)
+    layers = sorted(tests)
+    low = [tests[n].quantile(level) for n in layers]
+    high = [tests[n].quantile(1 - level) for n in layers]
+    ax_n.fill_between(layers, low, high, color="#bdbdbd", label=f"null {level:g}-{1 - level:g}")
+    ax_n.plot(layers, [tests[n].quantile(0.5) for n in layers], color="grey", ls=":",
+              label="null median")
+    ax_n.plot(layers, [tests[n].rho for n in layers], "o-", color="#a50f15", label="measured rho")
+    ax_n.set(xlabel="layer", ylabel="Spearman rho(|cos|, |ΔH_pos|)", xticks=layers,
+             title="against H_pos permuted over features")
+    ax_n.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig

@@ -32,6 +32,8 @@ class LocalityScale:
         layer 2).
     real_windows: windows per real preset; real_corpus: the corpus they come from.
     real_context_lengths: the Ns of a real preset's context sweep.
+    stats_windows, stats_length: the windows the feature statistics (activation indicators,
+        unique tokens) are counted on (forward passes only).
     """
 
     local: LocalConfig
@@ -43,6 +45,8 @@ class LocalityScale:
     real_windows: int
     real_corpus: str
     real_context_lengths: tuple[int, ...]
+    stats_windows: int
+    stats_length: int
 
 
 CONTEXT_LENGTHS = (8, 16, 32, 64, 128)
@@ -53,14 +57,14 @@ LOCALITY_SCALES = {
                           LocalSAEConfig(train_sequences=512)),
         windows=32, window_length=64, context_lengths=CONTEXT_LENGTHS, context_windows=32,
         context_layer=2, real_windows=8, real_corpus="wikitext",
-        real_context_lengths=CONTEXT_LENGTHS,
+        real_context_lengths=CONTEXT_LENGTHS, stats_windows=128, stats_length=128,
     ),
     "paper": LocalityScale(
         local=LocalConfig(BPEConfig(), replace(LOCAL_LM, steps=1500),
                           LocalSAEConfig(steps=4000, train_sequences=1024)),
         windows=128, window_length=64, context_lengths=CONTEXT_LENGTHS, context_windows=64,
         context_layer=2, real_windows=50, real_corpus="wikitext",
-        real_context_lengths=CONTEXT_LENGTHS,
+        real_context_lengths=CONTEXT_LENGTHS, stats_windows=512, stats_length=128,
     ),
 }
 
