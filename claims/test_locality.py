@@ -79,10 +79,9 @@ def note_cards(record, run_settings, depth_table, seed) -> None:
     """Point the reader at the feature cards page of the preset's depth sweep."""
     page = cards_path(sweep_stem(run_settings.report_dir / "locality", depth_table.preset.iloc[0],
                                  depth_table.corpus.iloc[0], "depth", seed))
-    record.metric("feature cards page (beside the report)",
-                  page.relative_to(run_settings.report_dir).as_posix())
-    record.note(f"Feature cards (the most local, a median and the least local leading feature "
-                f"of each layer, tokens tinted by J): {page.relative_to(run_settings.report_dir)}")
+    record.link("Feature cards: the most local, a median and the least local leading feature of "
+                "each layer, the window's tokens tinted by J",
+                page.relative_to(run_settings.report_dir).as_posix())
 
 
 @pytest.mark.claim(

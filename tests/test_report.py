@@ -17,6 +17,7 @@ C = dict(paper="Fake 2024", section="Results", source="Fake 2024, §2, Figure 1"
 def test_replicated(record):
     record.check("x", [1.0, 2.0], ">=", "x_min")
     fig, ax = plt.subplots(); ax.plot([0, 1]); record.figure(fig, "line")
+    record.link("the cards page", "pages/cards.html")
 
 @pytest.mark.claim(id="fake.not-replicated", **C)
 def test_not_replicated(record):
@@ -133,6 +134,7 @@ def test_report_serial_and_xdist_agree(pytester: pytest.Pytester):
     assert (pytester.path / "out" / figure).exists()
     html = (pytester.path / "out" / "index.html").read_text()
     assert "known divergence" in html and figure in html and "http" not in html
+    assert '<a href="pages/cards.html">the cards page</a>' in html
     parallel = run_fake_session(pytester, "-n", "2")
     assert comparable(parallel) == comparable(serial)
 
@@ -258,3 +260,15 @@ def test_report_diff_lists_changed_verdicts_and_moved_metrics(tmp_path, capsys):
     new.write_text(json.dumps(report_with("not replicated", 1.3, False)))
     assert main(["diff", str(old), str(new), "--fail-on-change"]) == 1
     assert "1 verdict change(s)" in capsys.readouterr().out
+
+
+def test_smoke_run_judges_nothing_but_still_errors(pytester: pytest.Pytester):
+    make_fake_suite(pytester)
+    result = pytester.runpytest_subprocess("-p", "replication.report.plugin", "--report-dir",
+                                           "out", "-p", "no:cacheprovider", "--smoke")
+    result.assert_outcomes(passed=6, failed=2, skipped=1)  # no check fails, no register xfail
+    report = json.loads((pytester.path / "out" / "claims.json").read_text())
+    verdicts = {c["id"]: c["verdict"] for c in report["claims"]}
+    assert report["smoke"] and report["scale"] == "paper"
+    assert verdicts["fake.not-replicated"] == verdicts["fake.divergence"] == "smoke run"
+    assert verdicts["fake.crash-in-divergence"] == verdicts["fake.judges-nothing"] == "error"

@@ -320,7 +320,7 @@ class ReportCollector:
         entry = self.claims.setdefault(report.nodeid, {
             **props[CLAIM_KEY], "nodeid": report.nodeid, "runtime_s": 0.0,
             "verdict": None, "reason": "", "seeds": [], "metrics": [], "figures": [], "notes": [],
-            "artifacts": [],
+            "links": [], "artifacts": [],
         })
         entry["runtime_s"] += report.duration
         if RECORD_KEY in props:

@@ -87,6 +87,7 @@ class ClaimRecord:
     metrics: list[Metric] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    links: list[dict[str, str]] = field(default_factory=list)
 
     def metric(self, name: str, value: Any, unit: str | None = None):
         """Record a measured value (scalar, list, tensor or array) that no threshold judges."""
@@ -145,6 +146,11 @@ class ClaimRecord:
         """A sentence for the reader, e.g. how many instances the best was chosen from."""
         self.notes.append(text)
 
+    def link(self, text: str, href: str) -> None:
+        """A page written beside the report (``href`` relative to the report folder), e.g. the
+        locality feature cards."""
+        self.links.append({"text": text, "href": href})
+
     def set_seeds(self, seeds: list[int]) -> None:
         self.seeds = [int(s) for s in seeds]
 
@@ -154,4 +160,5 @@ class ClaimRecord:
             "metrics": [asdict(m) for m in self.metrics],
             "figures": list(self.figures),
             "notes": list(self.notes),
+            "links": list(self.links),
         }

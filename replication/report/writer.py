@@ -87,6 +87,7 @@ def aggregate(entries: list[dict], run: str) -> list[dict]:
         per_seed = [{
             "seed": e["seed"], "verdict": e["verdict"] or "error", "reason": e["reason"],
             "metrics": e["metrics"], "figures": e["figures"], "notes": e["notes"],
+            "links": e.get("links", []),
             "runtime_s": round(e["runtime_s"], 2), "artifacts": e.get("artifacts", []),
             "training_s": round(sum(a["seconds"] for a in e.get("artifacts", []) if a["built"]), 2),
             "nodeid": e["nodeid"],
@@ -307,6 +308,7 @@ def render_markdown(doc: dict) -> str:
                                  f"{check['provenance'] if check else ''} | " + " | ".join(cells) + " |")
                 first = c["per_seed"][0]
                 lines += [""] + [f"- {n}" for n in first["notes"]]
+                lines += [f"- [{link['text']}]({link['href']})" for link in first.get("links", [])]
                 lines += [f"![{c['id']}]({f})" for f in first["figures"]]
                 lines.append(f"\n{c['scale']}, {c['device']}, {first['runtime_s']} s "
                              f"({training_text(first)}), run {c['run']}")
@@ -368,6 +370,8 @@ def render_card(c: dict) -> str:
         + (f'<p class="reason">{e(c["reason"])}</p>' if c["reason"] else "")
         + register + table
         + "".join(f"<p>{e(n)}</p>" for n in first["notes"])
+        + "".join(f'<p><a href="{e(link["href"])}">{e(link["text"])}</a></p>'
+                  for link in first.get("links", []))
         + "".join(f'<img src="{e(f)}" alt="{e(c["id"])}">' for f in first["figures"])
         + (f"<p class=meta>Other seeds' figures:{others}</p>" if others else "")
         + f'<p class="meta">{e(c["scale"])} · {e(c["device"])} · {first["runtime_s"]} s · '
