@@ -135,6 +135,7 @@ def test_report_serial_and_xdist_agree(pytester: pytest.Pytester):
     html = (pytester.path / "out" / "index.html").read_text()
     assert "known divergence" in html and figure in html and "http" not in html
     assert '<a href="pages/cards.html">the cards page</a>' in html
+    assert "smoke run" not in html  # its column only in a smoke run
     parallel = run_fake_session(pytester, "-n", "2")
     assert comparable(parallel) == comparable(serial)
 
@@ -272,3 +273,4 @@ def test_smoke_run_judges_nothing_but_still_errors(pytester: pytest.Pytester):
     assert report["smoke"] and report["scale"] == "paper"
     assert verdicts["fake.not-replicated"] == verdicts["fake.divergence"] == "smoke run"
     assert verdicts["fake.crash-in-divergence"] == verdicts["fake.judges-nothing"] == "error"
+    assert "smoke run" in (pytester.path / "out" / "index.html").read_text()

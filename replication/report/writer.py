@@ -212,6 +212,11 @@ COST_HEADER = ["artifact (fixture)", "device", "peak memory", "smoke run", "proj
                "claims"]
 
 
+def columns(doc: dict) -> tuple[str, ...]:
+    """The verdicts the overview table has a column for (*smoke run* only in a smoke run)."""
+    return tuple(v for v in VERDICTS if v != "smoke run" or doc["smoke"])
+
+
 def by_paper(claims: list[dict]) -> dict[str, dict[str, list[dict]]]:
     """``{paper: {section: [claims]}}`` in report order."""
     papers: dict[str, dict[str, list[dict]]] = {}
@@ -268,12 +273,13 @@ def render_markdown(doc: dict) -> str:
         f"Scale `{doc['scale']}`, device `{doc['device']}`, seeds {doc['seeds']}, "
         f"generated {doc['generated']}.", "",
         "Summary: " + ", ".join(f"{n} {v}" for v, n in doc["summary"].items()), "",
-        "| paper | " + " | ".join(VERDICTS) + " |", "|---" * (len(VERDICTS) + 1) + "|",
+        "| paper | " + " | ".join(columns(doc)) + " |", "|---" * (len(columns(doc)) + 1) + "|",
     ]
     papers = by_paper(doc["claims"])
     for paper, sections in papers.items():
         counts = Counter(c["verdict"] for cs in sections.values() for c in cs)
-        lines.append(f"| {paper} | " + " | ".join(str(counts[v] or "") for v in VERDICTS) + " |")
+        lines.append(f"| {paper} | " + " | ".join(str(counts[v] or "") for v in columns(doc))
+                     + " |")
     if doc["costs"]:
         lines += ["", "## Smoke run: what each configuration costs at full length", "",
                   "| " + " | ".join(COST_HEADER) + " |", "|---" * len(COST_HEADER) + "|"]
@@ -385,7 +391,7 @@ def render_html(doc: dict) -> str:
     overview = "".join(
         f'<tr><td><a href="#{e(paper)}">{e(paper)}</a></td>'
         + "".join(f"<td>{n or ''}</td>" for n in (
-            Counter(c["verdict"] for cs in sections.values() for c in cs)[v] for v in VERDICTS))
+            Counter(c["verdict"] for cs in sections.values() for c in cs)[v] for v in columns(doc)))
         + "</tr>" for paper, sections in papers.items())
     body = []
     for paper, sections in papers.items():
@@ -415,6 +421,6 @@ def render_html(doc: dict) -> str:
         f'<p class="meta">scale {e(doc["scale"])} · device {e(doc["device"])} · seeds {doc["seeds"]}'
         f" · generated {e(doc['generated'])} · torch {e(doc['environment']['torch'])}</p>"
         f"<p>{summary}</p><table><tr><th>paper</th>"
-        + "".join(f"<th>{badge(v)}</th>" for v in VERDICTS)
+        + "".join(f"<th>{badge(v)}</th>" for v in columns(doc))
         + f"</tr>{overview}</table>{costs}{''.join(body)}</body></html>\n"
     )
