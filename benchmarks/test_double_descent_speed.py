@@ -64,11 +64,10 @@ def per_t_loop(config, points, sizes=None) -> None:
     ``sizes`` limits the loop to those T (default: every T of the sweep)."""
     n, first, per_t = config.n_features, 0, config.datasets * config.replicates
     for size in config.train_sizes:
-        first += size * config.datasets
+        start, first = first, first + size * config.datasets  # this T's sets: rows start…first
         if sizes is not None and size not in sizes:
             continue
-        x = torch.cat([points.dense(first - (config.datasets - i) * size,
-                                    first - (config.datasets - i - 1) * size)[None]
+        x = torch.cat([points.dense(start + i * size, start + (i + 1) * size)[None]
                        for i in range(config.datasets)]).repeat_interleave(config.replicates, 0)
         model = ToyModel(per_t, n, config.n_hidden, generator=seeded())
         importance = torch.full((per_t, n), 1.0 / n)

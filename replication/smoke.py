@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -97,43 +99,37 @@ class BuildMeasurement:
     def to_dict(self) -> dict:
         return {"device": self.device, "peak_bytes": self.peak_bytes,
                 "seconds": round(self.seconds, 2),
-                "projected_seconds": round(self.projected_seconds, 1),
+                "projected_seconds": round(self.projected_seconds, 2),  # as seconds: never below it
                 "loops": [asdict(loop) for loop in self.loops]}
 
 
-class measure_build:  # noqa: N801 - used as a context manager, like torch.no_grad
+@contextmanager
+def measure_build(device: torch.device | str) -> Iterator[BuildMeasurement]:
     """Measure the build inside the ``with`` block: ``with measure_build(device) as m: ...``."""
+    device = torch.device(device)
+    measurement = BuildMeasurement(str(device))
+    first_loop, start = len(LOOPS), time.perf_counter()
+    stop = threading.Event()
 
-    def __init__(self, device: torch.device | str):
-        self.device = torch.device(device)
-        self.measurement = BuildMeasurement(str(self.device))
-        self._stop = threading.Event()
+    def sample(baseline: int) -> None:
+        while not stop.wait(SAMPLE_SECONDS):
+            measurement.peak_bytes = max(measurement.peak_bytes, resident_bytes() - baseline)
 
-    def _sample(self, baseline: int) -> None:
-        while not self._stop.wait(SAMPLE_SECONDS):
-            self.measurement.peak_bytes = max(self.measurement.peak_bytes,
-                                              resident_bytes() - baseline)
-
-    def __enter__(self) -> BuildMeasurement:
-        self._first_loop = len(LOOPS)
-        self._start = time.perf_counter()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self._baseline = torch.cuda.memory_allocated(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        baseline = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        sampler = threading.Thread(target=sample, args=(resident_bytes(),), daemon=True)
+        sampler.start()
+    try:
+        yield measurement
+    finally:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            measurement.peak_bytes = torch.cuda.max_memory_allocated(device) - baseline
         else:
-            self._sampler = threading.Thread(target=self._sample, args=(resident_bytes(),),
-                                             daemon=True)
-            self._sampler.start()
-        return self.measurement
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.measurement.peak_bytes = (torch.cuda.max_memory_allocated(self.device)
-                                           - self._baseline)
-        else:
-            self._stop.set()
-            self._sampler.join()
-        self.measurement.seconds = time.perf_counter() - self._start
-        self.measurement.loops = LOOPS[self._first_loop:]
+            stop.set()
+            sampler.join()
+        measurement.seconds = time.perf_counter() - start
+        measurement.loops = LOOPS[first_loop:]

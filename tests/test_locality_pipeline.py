@@ -125,9 +125,9 @@ def test_batched_windows_equal_the_per_row_loop_one_window_at_a_time(form, token
                 mine = res.window == w
                 assert torch.equal(res.features[mine], loop[layer].features)
                 torch.testing.assert_close(res.feature_influence[mine],
-                                           loop[layer].feature_influence, rtol=1e-5, atol=1e-8)
+                                           loop[layer].feature_influence, rtol=1e-6, atol=1e-9)
                 torch.testing.assert_close(res.token_influence[w], loop[layer].token_influence[0],
-                                           rtol=1e-4, atol=1e-7)
+                                           rtol=1e-6, atol=1e-9)
 
 
 def test_unknown_influence_form_raises_naming_the_accepted():

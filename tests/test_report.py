@@ -263,8 +263,11 @@ def test_report_diff_lists_changed_verdicts_and_moved_metrics(tmp_path, capsys):
     assert "1 verdict change(s)" in capsys.readouterr().out
 
 
-def test_smoke_run_judges_nothing_but_still_errors(pytester: pytest.Pytester):
+def test_smoke_run_judges_nothing_but_still_errors(pytester: pytest.Pytester, monkeypatch):
     make_fake_suite(pytester)
+    scratch = pytester.path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where the smoke run's temporary cache goes
     result = pytester.runpytest_subprocess("-p", "replication.report.plugin", "--report-dir",
                                            "out", "-p", "no:cacheprovider", "--smoke")
     result.assert_outcomes(passed=6, failed=2, skipped=1)  # no check fails, no register xfail
@@ -274,3 +277,4 @@ def test_smoke_run_judges_nothing_but_still_errors(pytester: pytest.Pytester):
     assert verdicts["fake.not-replicated"] == verdicts["fake.divergence"] == "smoke run"
     assert verdicts["fake.crash-in-divergence"] == verdicts["fake.judges-nothing"] == "error"
     assert "smoke run" in (pytester.path / "out" / "index.html").read_text()
+    assert not list(scratch.glob("replication-smoke-*"))  # its temporary cache was removed

@@ -65,6 +65,13 @@ def test_a_smoke_build_records_its_peak_memory_and_projection(smoke_mode, tmp_pa
     assert cost["projected_seconds"] >= cost["seconds"]
 
 
+def test_a_projection_is_never_written_below_the_measured_time():
+    """A build whose skipped steps are cheap must not read as projected < measured."""
+    cost = smoke.BuildMeasurement("cpu", seconds=0.13,
+                                  loops=[smoke.LoopTiming("unit", 100, 3, 1e-5)]).to_dict()
+    assert cost["projected_seconds"] >= cost["seconds"] == 0.13
+
+
 def test_a_smoke_run_needs_two_steps():
     with pytest.raises(ValueError, match="at least 2 steps per loop"):
         smoke.enable(1)

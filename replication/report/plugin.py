@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -83,6 +84,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default="claims/expected")
     parser.addini("claim_divergences", "the divergence register (YAML)",
                   default="claims/divergences.yaml")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A smoke run's temporary cache (partly trained paper-scale artifacts) goes with it."""
+    settings = config.stash.get(settings_key, None)
+    if settings is not None and settings.smoke:
+        shutil.rmtree(settings.cache_dir, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:
