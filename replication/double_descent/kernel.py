@@ -1,4 +1,4 @@
-"""The packed double-descent loss and gradients as one fused CPU pass (a C++ extension).
+"""The packed double-descent loss and gradients as one fused CPU pass (a small C++ library).
 
 The math is that of :mod:`replication.double_descent.model`. Per instance k, per slot s of its chunks
  (a training point with example weight w, skipped if padding), with K = m + 1:
@@ -13,25 +13,35 @@ The math is that of :mod:`replication.double_descent.model`. Per instance k, per
    term G_k[:, f_e] −= w x_e [r_e > 0] [h; 1]; and ∂L/∂h = 2 w (M[:m] − Σ_e I_e [r_e > 0] x_e
    W_k[:, f_e]), whose encoder gradient (∂L/∂h) x_e goes to E_k[:, f_e].
 
-Instances run in parallel (``at::parallel_for``); an instance's slots are one thread's, summed in
-a fixed order, so the results do not depend on the thread count.
-
 The feature loop is written out per K with K named scalar accumulators and rows: GCC vectorises
-that shape over features and not a loop over k inside it (measured 3–5x apart). The extension is
-compiled on first use with the system C++ compiler (about 40 s, cached by torch in
-``~/.cache/torch_extensions`` or ``$TORCH_EXTENSIONS_DIR``); where that fails the portable path
-of :mod:`replication.double_descent.model` serves, with a warning. The source lives in this
-module so that the artifact cache key (the builder's code version) changes with it.
+that shape over features and not a loop over k inside it (measured 3–5x apart).
+
+The library is plain C++ with no torch headers, called through :mod:`ctypes` (which releases the
+GIL): it compiles in seconds with the system C++ compiler (``$CXX``, default ``c++``) on first
+use and is cached under ``$REPLICATION_KERNELS`` (default ``~/.cache/replication/kernels``), keyed
+by the source, the flags, the compiler's version and the CPU. Instances are split over
+``torch.get_num_threads()`` threads; each instance is one thread's and sums its slots in a fixed
+order, so the results do not depend on the thread count. Where the library cannot be built the
+portable path of :mod:`replication.double_descent.model` serves, with a warning. The source lives
+in this module so that the artifact cache key (the builder's code version) changes with it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import hashlib
+import itertools
+import os
+import platform
+import subprocess
+import tempfile
 import warnings
-from types import ModuleType
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from replication.double_descent.packing import PackedSets
@@ -44,70 +54,68 @@ SPECIALISATION = """
 static void packed_step_{K}(const float* dec, const float* dec_imp, const float* importance,
                             const float* slot_weight, const int64_t* slot_entries,
                             const int64_t* entry_column, const float* entry_value,
-                            const int64_t* instance_chunks, int64_t instances, int64_t C,
+                            const int64_t* instance_chunks, int64_t k0, int64_t k1, int64_t C,
                             int64_t n, float* loss, float* G, float* E) {{
   constexpr int K = {K}, m = K - 1, B = {B};
-  at::parallel_for(0, instances, 1, [&](int64_t k0, int64_t k1) {{
-    for (int64_t k = k0; k < k1; ++k) {{
-      const float* d = dec + k * K * n;
-      const float* e = dec_imp + k * K * n;
-      const float* imp = importance + k * n;
-      float* g = G + k * K * n;
-      float* enc = E + k * m * n;
-      {rows}
-      double instance_loss = 0.0;
-      const int64_t end = instance_chunks[k + 1] * C;
-      for (int64_t s0 = instance_chunks[k] * C; s0 < end; s0 += B) {{
-        float h[B][K] = {{}}, w[B], M[B][K];
-        bool any = false;
-        for (int b = 0; b < B; ++b) {{
-          w[b] = 0.f;  // slots past the instance's last are padding
-          if (s0 + b >= end) continue;
-          w[b] = slot_weight[s0 + b];
-          any = any || w[b] != 0.f;
-          h[b][m] = 1.f;
-          for (int64_t i = slot_entries[s0 + b]; i < slot_entries[s0 + b + 1]; ++i) {{
-            const int64_t f = entry_column[i] - k * n;
-            for (int j = 0; j < m; ++j) h[b][j] += entry_value[i] * d[j * n + f];
-          }}
-        }}
-        if (!any) continue;  // padding
-        {inputs}
-        #pragma omp simd reduction(+:{accumulators})
-        for (int64_t f = 0; f < n; ++f) {{
-          {outputs}
-          {sums}
-        }}
-        {store}
-        for (int b = 0; b < B; ++b) {{  // the corrections at each slot's entries
-          if (w[b] == 0.f) continue;
-          const int64_t first = slot_entries[s0 + b], last = slot_entries[s0 + b + 1];
-          float slot_loss = 0.f, grad_h[m];
-          for (int j = 0; j < K; ++j) slot_loss += h[b][j] * M[b][j];
-          for (int j = 0; j < m; ++j) grad_h[j] = M[b][j];
-          for (int64_t i = first; i < last; ++i) {{
-            const int64_t f = entry_column[i] - k * n;
-            const float x = entry_value[i];
-            float r = 0.f;
-            for (int j = 0; j < K; ++j) r += h[b][j] * d[j * n + f];
-            r = std::max(r, 0.f);
-            slot_loss -= imp[f] * x * (2.f * r - x);
-            if (r > 0.f) {{
-              for (int j = 0; j < K; ++j) g[j * n + f] -= w[b] * x * h[b][j];
-              for (int j = 0; j < m; ++j) grad_h[j] -= imp[f] * x * d[j * n + f];
-            }}
-          }}
-          for (int j = 0; j < m; ++j) grad_h[j] *= 2.f * w[b];
-          for (int64_t i = first; i < last; ++i) {{
-            const int64_t f = entry_column[i] - k * n;
-            for (int j = 0; j < m; ++j) enc[j * n + f] += grad_h[j] * entry_value[i];
-          }}
-          instance_loss += w[b] * slot_loss;
+  for (int64_t k = k0; k < k1; ++k) {{
+    const float* d = dec + k * K * n;
+    const float* e = dec_imp + k * K * n;
+    const float* imp = importance + k * n;
+    float* g = G + k * K * n;
+    float* enc = E + k * m * n;
+    {rows}
+    double instance_loss = 0.0;
+    const int64_t end = instance_chunks[k + 1] * C;
+    for (int64_t s0 = instance_chunks[k] * C; s0 < end; s0 += B) {{
+      float h[B][K] = {{}}, w[B], M[B][K];
+      bool any = false;
+      for (int b = 0; b < B; ++b) {{
+        w[b] = 0.f;  // slots past the instance's last are padding
+        if (s0 + b >= end) continue;
+        w[b] = slot_weight[s0 + b];
+        any = any || w[b] != 0.f;
+        h[b][m] = 1.f;
+        for (int64_t i = slot_entries[s0 + b]; i < slot_entries[s0 + b + 1]; ++i) {{
+          const int64_t f = entry_column[i] - k * n;
+          for (int j = 0; j < m; ++j) h[b][j] += entry_value[i] * d[j * n + f];
         }}
       }}
-      loss[k] = static_cast<float>(instance_loss);
+      if (!any) continue;  // padding
+      {inputs}
+      #pragma omp simd reduction(+:{accumulators})
+      for (int64_t f = 0; f < n; ++f) {{
+        {outputs}
+        {sums}
+      }}
+      {store}
+      for (int b = 0; b < B; ++b) {{  // the corrections at each slot's entries
+        if (w[b] == 0.f) continue;
+        const int64_t first = slot_entries[s0 + b], last = slot_entries[s0 + b + 1];
+        float slot_loss = 0.f, grad_h[m];
+        for (int j = 0; j < K; ++j) slot_loss += h[b][j] * M[b][j];
+        for (int j = 0; j < m; ++j) grad_h[j] = M[b][j];
+        for (int64_t i = first; i < last; ++i) {{
+          const int64_t f = entry_column[i] - k * n;
+          const float x = entry_value[i];
+          float r = 0.f;
+          for (int j = 0; j < K; ++j) r += h[b][j] * d[j * n + f];
+          r = std::max(r, 0.f);
+          slot_loss -= imp[f] * x * (2.f * r - x);
+          if (r > 0.f) {{
+            for (int j = 0; j < K; ++j) g[j * n + f] -= w[b] * x * h[b][j];
+            for (int j = 0; j < m; ++j) grad_h[j] -= imp[f] * x * d[j * n + f];
+          }}
+        }}
+        for (int j = 0; j < m; ++j) grad_h[j] *= 2.f * w[b];
+        for (int64_t i = first; i < last; ++i) {{
+          const int64_t f = entry_column[i] - k * n;
+          for (int j = 0; j < m; ++j) enc[j * n + f] += grad_h[j] * entry_value[i];
+        }}
+        instance_loss += w[b] * slot_loss;
+      }}
     }}
-  }});
+    loss[k] = static_cast<float>(instance_loss);
+  }}
 }}
 """
 
@@ -132,54 +140,95 @@ def specialisation(K: int, B: int = SLOT_BLOCK) -> str:
 
 
 SOURCE = r"""
-#include <torch/extension.h>
-#include <ATen/Parallel.h>
 #include <algorithm>
+#include <cstdint>
 """ + "".join(specialisation(m + 1) for m in range(1, MAX_HIDDEN + 1)) + r"""
-std::vector<torch::Tensor> packed_step(torch::Tensor decoder, torch::Tensor decoder_imp,
-                                       torch::Tensor importance, torch::Tensor slot_weight,
-                                       torch::Tensor slot_entries, torch::Tensor entry_column,
-                                       torch::Tensor entry_value, torch::Tensor instance_chunks,
-                                       int64_t chunk_size) {
-  const int64_t instances = decoder.size(0), K = decoder.size(1), n = decoder.size(2);
-  auto loss = torch::empty({instances}, decoder.options());
-  auto G = torch::zeros({instances, K, n}, decoder.options());
-  auto E = torch::zeros({instances, K - 1, n}, decoder.options());
-  const float *dp = decoder.data_ptr<float>(), *ep = decoder_imp.data_ptr<float>(),
-              *ip = importance.data_ptr<float>(), *wp = slot_weight.data_ptr<float>(),
-              *vp = entry_value.data_ptr<float>();
-  const int64_t *sp = slot_entries.data_ptr<int64_t>(), *cp = entry_column.data_ptr<int64_t>(),
-                *op = instance_chunks.data_ptr<int64_t>();
-  float *lp = loss.data_ptr<float>(), *gp = G.data_ptr<float>(), *xp = E.data_ptr<float>();
+extern "C" int packed_step(int64_t K, const float* dec, const float* dec_imp,
+                           const float* importance, const float* slot_weight,
+                           const int64_t* slot_entries, const int64_t* entry_column,
+                           const float* entry_value, const int64_t* instance_chunks, int64_t k0,
+                           int64_t k1, int64_t C, int64_t n, float* loss, float* G, float* E) {
   switch (K) {
-""" + "".join(f"    case {m + 1}: packed_step_{m + 1}(dp, ep, ip, wp, sp, cp, vp, op, instances, "
-              "chunk_size, n, lp, gp, xp); break;\n" for m in range(1, MAX_HIDDEN + 1)) + r"""
-    default: TORCH_CHECK(false, "no specialisation for m = ", K - 1);
+""" + "".join(f"    case {m + 1}: packed_step_{m + 1}(dec, dec_imp, importance, slot_weight, "
+              "slot_entries, entry_column, entry_value, instance_chunks, k0, k1, C, n, loss, G, "
+              "E); return 0;\n" for m in range(1, MAX_HIDDEN + 1)) + r"""
+    default: return 1;
   }
-  return {loss, G, E};
 }
 """
 
+FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-shared", "-fPIC")
+
+
+def library_path() -> Path:
+    """Where the compiled library of this source, these flags, this compiler and this CPU lives."""
+    compiler = os.environ.get("CXX", "c++")
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True)
+    key = hashlib.sha256("\n".join(
+        [SOURCE, " ".join(FLAGS), version.stdout, platform.machine(), cpu_flags()]).encode())
+    root = Path(os.environ.get("REPLICATION_KERNELS",
+                               Path.home() / ".cache" / "replication" / "kernels"))
+    return root / f"dd_packed_step-{key.hexdigest()[:16]}.so"
+
+
+def cpu_flags() -> str:
+    """The CPU's feature flags (``-march=native`` compiles for them); empty where unknown."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:
+        return ""
+
+
+def build(path: Path) -> None:
+    """Compile :data:`SOURCE` to ``path``: into a temporary file beside it, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        source, built = Path(scratch) / "kernel.cpp", Path(scratch) / path.name
+        source.write_text(SOURCE)
+        result = subprocess.run([os.environ.get("CXX", "c++"), *FLAGS, str(source), "-o",
+                                 str(built)], capture_output=True, text=True)
+        if result.returncode:
+            raise RuntimeError(f"compiling the fused kernel failed:\n{result.stderr[-2000:]}")
+        os.replace(built, path)
+
 
 @functools.cache
-def extension() -> ModuleType | None:
-    """The compiled extension, built on first call; None (with a warning) if it cannot be."""
-    from torch.utils import cpp_extension
-
+def library() -> ctypes.CDLL | None:
+    """The compiled library, built on first call; None (with a warning) if it cannot be."""
     try:
-        return cpp_extension.load_inline(
-            "replication_dd_packed_step", cpp_sources=SOURCE, functions=["packed_step"],
-            extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd"])
-    except (RuntimeError, OSError, ImportError) as err:  # no compiler / headers / ninja
+        path = library_path()
+        if not path.exists():
+            build(path)
+        lib = ctypes.CDLL(str(path))
+    except (RuntimeError, OSError, subprocess.SubprocessError) as err:  # no compiler, …
         warnings.warn(f"the fused double-descent kernel could not be built ({err}); using "
                       "batched matrix products instead (several times slower on CPU)",
                       stacklevel=2)
         return None
+    lib.packed_step.restype = ctypes.c_int
+    lib.packed_step.argtypes = [ctypes.c_int64, *[ctypes.c_void_p] * 8, *[ctypes.c_int64] * 4,
+                                *[ctypes.c_void_p] * 3]
+    return lib
 
 
 def fused_available(device: torch.device, n_hidden: int) -> bool:
     """Whether :func:`fused_packed_step` serves a model of ``n_hidden`` on ``device``."""
-    return device.type == "cpu" and 1 <= n_hidden <= MAX_HIDDEN and extension() is not None
+    return device.type == "cpu" and 1 <= n_hidden <= MAX_HIDDEN and library() is not None
+
+
+def instance_ranges(instance_chunks: Int[Tensor, " inst_plus_1"], parts: int
+                    ) -> list[tuple[int, int]]:
+    """Split the instances into at most ``parts`` contiguous ranges of about equal chunks."""
+    bounds = torch.searchsorted(
+        instance_chunks, torch.linspace(0, int(instance_chunks[-1]), parts + 1)[1:-1].long())
+    edges = sorted({0, *bounds.tolist(), len(instance_chunks) - 1})
+    return list(itertools.pairwise(edges))
+
+
+@functools.cache
+def thread_pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="dd-kernel")
 
 
 def fused_packed_step(
@@ -189,11 +238,32 @@ def fused_packed_step(
            Float[Tensor, "inst hidden feats"]]:
     """Per instance: its loss, its decoder gradient in units of 2 I and its encoder gradient
     (module docstring). ``decoder`` is [W; b] of every instance (float32, CPU)."""
-    module = extension()
-    if module is None:
+    lib = library()
+    if lib is None:
         raise RuntimeError("the fused kernel is not available here; check fused_available()")
+    instances, K, n = decoder.shape
     decoder = decoder.contiguous()
-    return module.packed_step(
-        decoder, (decoder * importance[:, None, :]).contiguous(), importance.contiguous(),
-        sets.slot_weight.reshape(-1), sets.inputs.crow_indices(), sets.inputs.col_indices(),
-        sets.inputs.values(), sets.instance_chunks, sets.chunk_size)
+    tensors = (decoder, (decoder * importance[:, None, :]).contiguous(), importance.contiguous(),
+               sets.slot_weight.reshape(-1).contiguous(), sets.inputs.crow_indices(),
+               sets.inputs.col_indices(), sets.inputs.values(), sets.instance_chunks)
+    loss = torch.empty(instances)
+    G = torch.zeros(instances, K, n)
+    E = torch.zeros(instances, K - 1, n)
+    for tensor, dtype in zip(tensors, (torch.float32,) * 4 + (torch.int64, torch.int64,
+                                                              torch.float32, torch.int64),
+                             strict=True):
+        if tensor.dtype != dtype or tensor.device.type != "cpu":
+            raise ValueError(f"the fused kernel takes {dtype} CPU tensors, got {tensor.dtype} "
+                             f"on {tensor.device}")
+    pointers = [t.data_ptr() for t in tensors]
+    outputs = [loss.data_ptr(), G.data_ptr(), E.data_ptr()]
+
+    def run(k0: int, k1: int) -> int:
+        return lib.packed_step(K, *pointers, k0, k1, sets.chunk_size, n, *outputs)
+
+    ranges = instance_ranges(sets.instance_chunks, torch.get_num_threads())
+    codes = (list(thread_pool(len(ranges)).map(lambda r: run(*r), ranges)) if len(ranges) > 1
+             else [run(*ranges[0])])
+    if any(codes):
+        raise ValueError(f"no fused specialisation for m = {K - 1} (have 1 … {MAX_HIDDEN})")
+    return loss, G, E
