@@ -16,11 +16,8 @@ The math is that of :mod:`replication.double_descent.model`. Per instance k, per
 The feature loop is written out per K with K named scalar accumulators and rows: GCC vectorises
 that shape over features and not a loop over k inside it (measured 3–5x apart).
 
-The library is plain C++ with no torch headers, called through :mod:`ctypes` (which releases the
-GIL): it compiles in seconds with the system C++ compiler (``$CXX``, default ``c++``) on first
-use and is cached under ``$REPLICATION_KERNELS`` (default ``~/.cache/replication/kernels``), keyed
-by the source, the flags, the compiler's version and the CPU. Instances are split over
-``torch.get_num_threads()`` threads; each instance is one thread's and sums its slots in a fixed
+The library is plain C++ called through ctypes, built and cached by :mod:`replication.native`.
+Instances are split over threads; each instance is one thread's and sums its slots in a fixed
 order, so the results do not depend on the thread count. Where the library cannot be built the
 portable path of :mod:`replication.double_descent.model` serves, with a warning. The source lives
 in this module so that the artifact cache key (the builder's code version) changes with it.
@@ -30,20 +27,12 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import itertools
-import os
-import platform
-import subprocess
-import tempfile
-import warnings
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
+from replication import native
 from replication.double_descent.packing import PackedSets
 
 MAX_HIDDEN = 10  # hidden sizes m = 1 … MAX_HIDDEN have a compiled specialisation
@@ -157,78 +146,21 @@ extern "C" int packed_step(int64_t K, const float* dec, const float* dec_imp,
 }
 """
 
-FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-shared", "-fPIC")
-
-
-def library_path() -> Path:
-    """Where the compiled library of this source, these flags, this compiler and this CPU lives."""
-    compiler = os.environ.get("CXX", "c++")
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True)
-    key = hashlib.sha256("\n".join(
-        [SOURCE, " ".join(FLAGS), version.stdout, platform.machine(), cpu_flags()]).encode())
-    root = Path(os.environ.get("REPLICATION_KERNELS",
-                               Path.home() / ".cache" / "replication" / "kernels"))
-    return root / f"dd_packed_step-{key.hexdigest()[:16]}.so"
-
-
-def cpu_flags() -> str:
-    """The CPU's feature flags (``-march=native`` compiles for them); empty where unknown."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return next((line for line in cpuinfo if line.startswith("flags")), "")
-    except OSError:
-        return ""
-
-
-def build(path: Path) -> None:
-    """Compile :data:`SOURCE` to ``path``: into a temporary file beside it, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-        source, built = Path(scratch) / "kernel.cpp", Path(scratch) / path.name
-        source.write_text(SOURCE)
-        result = subprocess.run([os.environ.get("CXX", "c++"), *FLAGS, str(source), "-o",
-                                 str(built)], capture_output=True, text=True)
-        if result.returncode:
-            raise RuntimeError(f"compiling the fused kernel failed:\n{result.stderr[-2000:]}")
-        os.replace(built, path)
-
-
 @functools.cache
 def library() -> ctypes.CDLL | None:
-    """The compiled library, built on first call; None (with a warning) if it cannot be."""
-    try:
-        path = library_path()
-        if not path.exists():
-            build(path)
-        lib = ctypes.CDLL(str(path))
-    except (RuntimeError, OSError, subprocess.SubprocessError) as err:  # no compiler, …
-        warnings.warn(f"the fused double-descent kernel could not be built ({err}); using "
-                      "batched matrix products instead (several times slower on CPU)",
-                      stacklevel=2)
-        return None
-    lib.packed_step.restype = ctypes.c_int
-    lib.packed_step.argtypes = [ctypes.c_int64, *[ctypes.c_void_p] * 8, *[ctypes.c_int64] * 4,
-                                *[ctypes.c_void_p] * 3]
+    """The compiled library (:func:`replication.native.load`); None where it cannot be built."""
+    lib = native.load("dd_packed_step", SOURCE,
+                      "batched matrix products instead (several times slower on CPU)")
+    if lib is not None:
+        lib.packed_step.restype = ctypes.c_int
+        lib.packed_step.argtypes = [ctypes.c_int64, *[ctypes.c_void_p] * 8,
+                                    *[ctypes.c_int64] * 4, *[ctypes.c_void_p] * 3]
     return lib
 
 
 def fused_available(device: torch.device, n_hidden: int) -> bool:
     """Whether :func:`fused_packed_step` serves a model of ``n_hidden`` on ``device``."""
     return device.type == "cpu" and 1 <= n_hidden <= MAX_HIDDEN and library() is not None
-
-
-def instance_ranges(instance_chunks: Int[Tensor, " inst_plus_1"], parts: int
-                    ) -> list[tuple[int, int]]:
-    """Split the instances into at most ``parts`` contiguous ranges of about equal chunks."""
-    bounds = torch.searchsorted(
-        instance_chunks, torch.linspace(0, int(instance_chunks[-1]), parts + 1)[1:-1].long())
-    edges = sorted({0, *bounds.tolist(), len(instance_chunks) - 1})
-    return list(itertools.pairwise(edges))
-
-
-@functools.cache
-def thread_pool(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(threads, thread_name_prefix="dd-kernel")
 
 
 def fused_packed_step(
@@ -243,27 +175,20 @@ def fused_packed_step(
         raise RuntimeError("the fused kernel is not available here; check fused_available()")
     instances, K, n = decoder.shape
     decoder = decoder.contiguous()
-    tensors = (decoder, (decoder * importance[:, None, :]).contiguous(), importance.contiguous(),
-               sets.slot_weight.reshape(-1).contiguous(), sets.inputs.crow_indices(),
-               sets.inputs.col_indices(), sets.inputs.values(), sets.instance_chunks)
     loss = torch.empty(instances)
     G = torch.zeros(instances, K, n)
     E = torch.zeros(instances, K - 1, n)
-    for tensor, dtype in zip(tensors, (torch.float32,) * 4 + (torch.int64, torch.int64,
-                                                              torch.float32, torch.int64),
-                             strict=True):
-        if tensor.dtype != dtype or tensor.device.type != "cpu":
-            raise ValueError(f"the fused kernel takes {dtype} CPU tensors, got {tensor.dtype} "
-                             f"on {tensor.device}")
-    pointers = [t.data_ptr() for t in tensors]
+    # every tensor is bound to a name here: a pointer must not outlive its tensor
+    inputs = (decoder, decoder * importance[:, None, :], importance.contiguous(),
+              sets.slot_weight.reshape(-1).contiguous(), sets.inputs.crow_indices(),
+              sets.inputs.col_indices(), sets.inputs.values(), sets.instance_chunks)
+    dtypes = (torch.float32,) * 4 + (torch.int64, torch.int64, torch.float32, torch.int64)
+    pointers = [native.pointer(t, dtype) for t, dtype in zip(inputs, dtypes, strict=True)]
     outputs = [loss.data_ptr(), G.data_ptr(), E.data_ptr()]
 
     def run(k0: int, k1: int) -> int:
         return lib.packed_step(K, *pointers, k0, k1, sets.chunk_size, n, *outputs)
 
-    ranges = instance_ranges(sets.instance_chunks, torch.get_num_threads())
-    codes = (list(thread_pool(len(ranges)).map(lambda r: run(*r), ranges)) if len(ranges) > 1
-             else [run(*ranges[0])])
-    if any(codes):
+    if any(native.over_instances(run, sets.instance_chunks)):
         raise ValueError(f"no fused specialisation for m = {K - 1} (have 1 … {MAX_HIDDEN})")
     return loss, G, E
