@@ -8,8 +8,9 @@ given to the loss.
 
 Training uses the closed-form gradient of the importance-weighted squared error instead of
 autograd: at toy sizes a step is a handful of small matrix products, and autograd's dispatch
-would cost more than the arithmetic (see benchmarks/). ``loss`` below is the plain
-autograd-compatible definition the closed form is tested against.
+would cost more than the arithmetic (see benchmarks/). On CPU the closed form is one fused C++
+pass (:mod:`replication.toy.kernel`). ``loss`` below is the plain autograd-compatible definition
+both are tested against.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from replication.settings import check_choice
+from replication.toy.kernel import fused_available, fused_loss_and_grads
 
 ACTIVATIONS = ("relu", "linear")
 
@@ -107,6 +109,23 @@ class ToyModel(nn.Module):
 
         Returns: the loss ``(inst,)``, then one gradient per parameter in ``parameters()``
         order: W ``(inst, hidden, feats)``, b ``(inst, 1, feats)`` and, untied, W_out.
+
+        On CPU in float32 this is one fused pass (:mod:`replication.toy.kernel`) up to its
+        hidden size; elsewhere :meth:`portable_loss_and_grads`.
+        """
+        if x.dtype == self.W.dtype == torch.float32 and fused_available(x.device, self.W.shape[1]):
+            return fused_loss_and_grads(self.W, self.W_out, self.b, self.activation == "relu",
+                                        self.hidden_activation == "relu", x, importance,
+                                        example_weight, target)
+        return self.portable_loss_and_grads(x, importance, example_weight, target)
+
+    @torch.no_grad()
+    def portable_loss_and_grads(
+        self, x: Float[Tensor, "inst batch feats"], importance: Float[Tensor, "inst feats"],
+        example_weight: Float[Tensor, "inst batch"] | None = None,
+        target: Float[Tensor, "inst batch feats"] | None = None,
+    ) -> tuple[Tensor, ...]:
+        """:meth:`loss_and_grads` in torch operations (any device).
 
         Works on the transposed (feature-major) view, ``(inst, feats, batch)``, where the
         batched matrix products with a small hidden size are fastest; ``x`` stored that way
