@@ -15,7 +15,7 @@ either's values into U[−1, 1] ('Computation in Superposition').
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from replication.settings import check_choice
@@ -69,6 +69,24 @@ class SparseFeatureSampler:
         self.owner = owner
         self.row_offset = (sparse_idx.to(self.device) * (self.slots + 1))[owner]  # (gaps,)
 
+    def gap_draws(self) -> tuple[Int[Tensor, " gaps"], Float[Tensor, " gaps"]]:
+        """The sparse instances' part of one draw, before it is scattered (one call draws
+        ``2 × gaps`` uniforms, as ``__call__`` does after its dense instances).
+
+        Returns:
+            slot: each gap's index in the ``(inst, batch × feats + 1)`` buffer read flat: row =
+                instance, column = ``feature × batch + example`` (feature-major), or the row's
+                last column (the overflow bin) for a gap that ran past the batch.
+            value: each gap's U[0, 1) value (it may be 0, i.e. not active after all).
+        """
+        u = torch.rand(2, len(self.owner), device=self.device, generator=self.generator)
+        failures = torch.floor(torch.log1p(-u[0]) / self.log_q)  # Geometric(p), >= 0
+        steps = failures.clamp_(max=self.slots).long() + 1
+        reached = torch.cumsum(steps, 0)  # global running position, restarted per owner below
+        before = torch.cat([reached.new_zeros(1), reached])[self.first_gap][self.owner]
+        position = (reached - before - 1).clamp_(max=self.slots)  # slots: the overflow bin
+        return self.row_offset + position, u[1]
+
     def __call__(self) -> Float[Tensor, "inst batch feats"]:
         n_inst, batch, feats = self.shape
         # One row per instance, plus an overflow bin at the end of each row for gaps that run
@@ -81,13 +99,7 @@ class SparseFeatureSampler:
             rows[:, : self.slots].index_copy_(0, self.dense_idx,
                                               u.div_(-self.p_dense).add_(1).clamp_min_(0))
         if len(self.owner):
-            u = torch.rand(2, len(self.owner), device=self.device, generator=self.generator)
-            failures = torch.floor(torch.log1p(-u[0]) / self.log_q)  # Geometric(p), >= 0
-            steps = failures.clamp_(max=self.slots).long() + 1
-            reached = torch.cumsum(steps, 0)  # global running position, restarted per owner below
-            before = torch.cat([reached.new_zeros(1), reached])[self.first_gap][self.owner]
-            position = (reached - before - 1).clamp_(max=self.slots)  # slots: the overflow bin
-            rows.view(-1).scatter_(0, self.row_offset + position, u[1])
+            rows.view(-1).scatter_(0, *self.gap_draws())
         # Entries are i.i.d., so each row is read feature-major: (inst, feats, batch) storage
         # seen as (inst, batch, feats). ToyModel's matrix products run fastest on that layout.
         return rows[:, : self.slots].view(n_inst, feats, batch).transpose(1, 2)
