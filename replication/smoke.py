@@ -1,13 +1,15 @@
 """Smoke mode: every configuration end to end for a few optimizer steps, measured.
 
-``pytest --smoke`` runs the claims at the paper's scale, but every training loop driven by
-:func:`replication.toy.train.logged_loop` (toy models, double descent, toy SAEs) stops after
-:data:`DEFAULT_STEPS` steps. Fixtures, metrics and figures run as usual; the checks are recorded
-but not judged. Each artifact built meanwhile records:
+``pytest --smoke`` runs the claims at the paper's scale, but every training loop stops after
+:data:`DEFAULT_STEPS` steps: those driven by :func:`replication.toy.train.logged_loop` (toy
+models, double descent, toy SAEs, the locality SAEs), the local LM's
+(:func:`replication.locality.tiny_lm.train_lm`) and, through :func:`timed_loop`, the H_pos
+sweeps' loops over batches of windows. Fixtures, metrics and figures run as usual;
+the checks are recorded but not judged. Each artifact built meanwhile records:
 
 * its peak memory above what the process held when the build began: on CUDA the allocator's
-  peak; on CPU the resident set size, sampled every few milliseconds (a short spike between two
-  samples can be missed);
+  peak; on CPU the resident set size, sampled every few milliseconds after the free heap is
+  handed back to the OS (a short spike between two samples can be missed);
 * the seconds per step of each of its loops and the projected full run: the build's measured
   time plus the steps it skipped at the measured rate, on the device it ran on.
 
@@ -16,12 +18,15 @@ The state is per process (each pytest-xdist worker enables it for itself).
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import torch
 
@@ -30,6 +35,7 @@ SAMPLE_SECONDS = 0.005  # RSS sampling interval on CPU
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 _steps: int | None = None
+T = TypeVar("T")
 
 
 def enable(steps: int = DEFAULT_STEPS) -> None:
@@ -72,6 +78,28 @@ def note_loop(description: str, planned_steps: int, steps_run: int, timed_second
     if enabled():
         LOOPS.append(LoopTiming(description, planned_steps, steps_run,
                                 timed_seconds / max(1, steps_run - 1)))
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free pages back to the OS (glibc ``malloc_trim``; a no-op elsewhere),
+    so that a build reusing memory an earlier one freed still shows in the resident set."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def timed_loop(items: Sequence[T], description: str) -> Iterator[T]:
+    """Iterate over ``items`` as the steps of a loop: all of them, or in a smoke run the first
+    :func:`steps_to_run` of them, timed from the second and recorded with :func:`note_loop`
+    once the loop ends."""
+    run = steps_to_run(len(items))
+    timed_from = time.perf_counter()
+    for i, item in enumerate(items[:run]):
+        if i == 1:  # the first step (allocation, warm-up) is not timed
+            timed_from = time.perf_counter()
+        yield item
+    note_loop(description, len(items), run, time.perf_counter() - timed_from)
 
 
 def resident_bytes() -> int:
@@ -120,6 +148,8 @@ def measure_build(device: torch.device | str) -> Iterator[BuildMeasurement]:
         baseline = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
     else:
+        gc.collect()
+        trim_heap()
         sampler = threading.Thread(target=sample, args=(resident_bytes(),), daemon=True)
         sampler.start()
     try:

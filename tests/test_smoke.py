@@ -6,9 +6,12 @@ import time
 
 import pytest
 import torch
+from transformer_lens import HookedTransformer
 
 from replication import smoke
 from replication.cache import BUILD_LOG, ArtifactCache
+from replication.locality.tiny_lm import TinyLMConfig, hooked_config, train_lm
+from replication.report.writer import cost_rows
 from replication.toy.train import logged_loop
 
 
@@ -75,3 +78,35 @@ def test_a_projection_is_never_written_below_the_measured_time():
 def test_a_smoke_run_needs_two_steps():
     with pytest.raises(ValueError, match="at least 2 steps per loop"):
         smoke.enable(1)
+
+
+def test_the_local_lm_trains_a_few_steps_and_projects_the_rest(smoke_mode):
+    cfg = TinyLMConfig(n_layers=1, d_model=8, n_heads=2, d_mlp=16, n_ctx=9, steps=50,
+                       batch_size=2, warmup_steps=2)
+    model = HookedTransformer(hooked_config(cfg, 20, torch.device("cpu")))
+    forwards = []
+    model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    train_lm(model, cfg, torch.arange(2000) % 20, torch.device("cpu"))
+    assert len(forwards) == 3
+    (timing,) = smoke_mode.LOOPS
+    assert (timing.description, timing.planned_steps, timing.steps_run) == ("local LM", 50, 3)
+    assert timing.seconds_per_step > 0
+
+
+def test_the_cost_table_ends_with_the_total_of_its_builds():
+    cost = {"kind": "toy", "fixture": "f", "device": "cpu", "claims": ["a"]}
+    doc = {"costs": [{**cost, "peak_bytes": 2**30, "seconds": 1.0, "projected_seconds": 3600.0},
+                     {**cost, "peak_bytes": 2**31, "seconds": 2.5, "projected_seconds": 7200.0}]}
+    *_, total = cost_rows(doc)
+    assert total == ["all builds, one after another", "cpu", "2.00 GiB (largest)", "3.5 s",
+                     "3.00 h", ""]
+    assert cost_rows({"costs": []}) == []
+
+
+def test_a_timed_loop_runs_every_item_or_a_few_in_a_smoke_run(smoke_mode):
+    assert list(smoke.timed_loop(range(0, 100, 10), "windows")) == [0, 10, 20]
+    (timing,) = smoke_mode.LOOPS
+    assert (timing.description, timing.planned_steps, timing.steps_run) == ("windows", 10, 3)
+    smoke_mode._steps = None
+    assert list(smoke.timed_loop(range(5), "windows")) == [0, 1, 2, 3, 4]
+    assert len(smoke_mode.LOOPS) == 1  # recorded only in a smoke run

@@ -32,6 +32,7 @@ from scipy.stats import spearmanr
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from replication import smoke
 from replication.cache import ArtifactCache
 from replication.locality.corpus import (
     CORPORA,
@@ -93,8 +94,10 @@ def influence_table(loaded: LoadedPreset, windows: Int[Tensor, "w pos"], corpus:
     generator = torch.Generator().manual_seed(seed)
     n = windows.shape[1]
     frames, influence, counts = [], [], {}
-    for start in tqdm(range(0, len(windows), preset.window_batch),
-                      desc=f"H_pos {preset.name} N={n}"):
+    description = f"H_pos {preset.name} N={n}"
+    batches = range(0, len(windows), preset.window_batch)
+    for start in tqdm(smoke.timed_loop(batches, description), desc=description,
+                      total=smoke.steps_to_run(len(batches))):
         batch = windows[start:start + preset.window_batch]
         for res in batch_influence(loaded.model, loaded.saes, loaded.hooks, preset.threshold,
                                    batch, token_probes=preset.token_probes, chunk=preset.chunk,

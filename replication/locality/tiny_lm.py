@@ -8,6 +8,7 @@ held-out files. The untrained control is the same architecture at the same initi
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -16,6 +17,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.train import HookedTransformerTrainConfig, train
 
+from replication import smoke
 from replication.cache import ArtifactCache
 from replication.locality.corpus import sample_windows
 
@@ -73,6 +75,26 @@ def lm_loss(model: HookedTransformer, windows: Int[Tensor, "batch pos"], batch: 
     return float(sum(losses) / len(losses))
 
 
+def train_lm(model: HookedTransformer, cfg: TinyLMConfig, train_stream: Int[Tensor, " n"],
+             device: torch.device) -> None:
+    """Train ``model`` in place for ``cfg.steps`` steps with transformer-lens's loop (in a smoke
+    run, :func:`replication.smoke.steps_to_run` of them, timed from the second step's forward
+    pass and recorded with :func:`replication.smoke.note_loop`)."""
+    steps = smoke.steps_to_run(cfg.steps)
+    started: list[float] = []  # the start of each step (its forward pass)
+    timer = model.register_forward_pre_hook(lambda *_: started.append(time.perf_counter()))
+    try:
+        train(model, HookedTransformerTrainConfig(
+            num_epochs=1, batch_size=cfg.batch_size, lr=cfg.lr,
+            weight_decay=cfg.weight_decay, optimizer_name="AdamW",
+            warmup_steps=cfg.warmup_steps, max_steps=steps - 1, seed=cfg.seed,
+            device=device, print_every=None,
+        ), chunks(train_stream, cfg.n_ctx))
+    finally:
+        timer.remove()
+    smoke.note_loop("local LM", cfg.steps, steps, time.perf_counter() - started[min(1, steps - 1)])
+
+
 def tiny_lm(cache: ArtifactCache, cfg: TinyLMConfig, vocab_size: int,
             train_stream: Int[Tensor, " n"], heldout_stream: Int[Tensor, " m"],
             device: torch.device, corpus_key: str) -> tuple[HookedTransformer, dict]:
@@ -87,12 +109,7 @@ def tiny_lm(cache: ArtifactCache, cfg: TinyLMConfig, vocab_size: int,
 
     def build():
         if cfg.steps > 0:
-            train(model, HookedTransformerTrainConfig(
-                num_epochs=1, batch_size=cfg.batch_size, lr=cfg.lr,
-                weight_decay=cfg.weight_decay, optimizer_name="AdamW",
-                warmup_steps=cfg.warmup_steps, max_steps=cfg.steps - 1, seed=cfg.seed,
-                device=device, print_every=None,
-            ), chunks(train_stream, cfg.n_ctx))
+            train_lm(model, cfg, train_stream, device)
         model.eval()
         loss = lm_loss(model, eval_windows)
         meta = {"heldout_loss_nats": loss, "heldout_loss_bits": loss / math.log(2),
