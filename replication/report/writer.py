@@ -202,10 +202,23 @@ def smoke_costs(claims: list[dict]) -> list[dict]:
 
 
 def cost_rows(doc: dict) -> list[list[str]]:
-    """The smoke-cost table: artifact, device, peak memory, smoke seconds, projected run, claims."""
-    return [[f"{c['kind']} ({c['fixture']})", c["device"], f"{c['peak_bytes'] / 2**30:.2f} GiB",
+    """The smoke-cost table: artifact, device, peak memory, smoke seconds, projected run, claims;
+    the last row totals the builds run one after another (the largest peak, the summed times)."""
+    costs = doc["costs"]
+    if not costs:
+        return []
+    rows = [[f"{c['kind']} ({c['fixture']})", c["device"], gib(c["peak_bytes"]),
              f"{c['seconds']:.1f} s", f"{c['projected_seconds'] / 3600:.2f} h",
-             ", ".join(sorted(set(c["claims"])))] for c in doc["costs"]]
+             ", ".join(sorted(set(c["claims"])))] for c in costs]
+    total = ["all builds, one after another", ", ".join(sorted({c["device"] for c in costs})),
+             f"{gib(max(c['peak_bytes'] for c in costs))} (largest)",
+             f"{sum(c['seconds'] for c in costs):.1f} s",
+             f"{sum(c['projected_seconds'] for c in costs) / 3600:.2f} h", ""]
+    return [*rows, total]
+
+
+def gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB"
 
 
 COST_HEADER = ["artifact (fixture)", "device", "peak memory", "smoke run", "projected full run",
