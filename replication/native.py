@@ -87,13 +87,16 @@ def load(name: str, source: str, fallback: str) -> ctypes.CDLL | None:
         return None
 
 
-def pointer(tensor: Tensor | None, dtype: torch.dtype = torch.float32) -> int | None:
-    """The address of a contiguous CPU ``tensor`` of ``dtype`` for a kernel (None for None)."""
+def pointer(tensor: Tensor | None, dtype: torch.dtype = torch.float32,
+            contiguous: bool = True) -> int | None:
+    """The address of a CPU ``tensor`` of ``dtype`` for a kernel (None for None); contiguous
+    unless the caller passes its strides itself (``contiguous=False``)."""
     if tensor is None:
         return None
-    if tensor.dtype != dtype or tensor.device.type != "cpu" or not tensor.is_contiguous():
-        raise ValueError(f"a fused kernel takes contiguous {dtype} CPU tensors, got "
-                         f"{tensor.dtype} on {tensor.device} (contiguous: "
+    if (tensor.dtype != dtype or tensor.device.type != "cpu"
+            or (contiguous and not tensor.is_contiguous())):
+        raise ValueError(f"a fused kernel takes {'contiguous ' * contiguous}{dtype} CPU tensors, "
+                         f"got {tensor.dtype} on {tensor.device} (contiguous: "
                          f"{tensor.is_contiguous()})")
     return tensor.data_ptr()
 

@@ -162,8 +162,7 @@ def feature_major(x: Float[Tensor, "inst batch feats"]) -> tuple[Tensor, int]:
     """``x`` as (inst, feats, batch) storage with unit stride along the batch, and its instance
     stride. The samplers' batches already are (a transposed view): no copy then."""
     x_t = x.transpose(1, 2)
-    _, feats, batch = x_t.shape
-    if x_t.stride(2) != 1 or x_t.stride(1) != batch:
+    if x_t.stride(2) != 1 or x_t.stride(1) != x_t.shape[2]:
         x_t = x_t.contiguous()
     return x_t, x_t.stride(0)
 
@@ -195,13 +194,10 @@ def fused_loss_and_grads(
     loss = torch.empty(n_inst)
     grad_W, grad_b = torch.empty(n_inst, m, n), torch.empty(n_inst, 1, n)
     grad_D = grad_W if W_out is None else torch.empty(n_inst, m, n)
-    # the strided x and y are checked for dtype and device here (their storage is not contiguous)
-    for t in (x_t, y_t):
-        if t.dtype != torch.float32 or t.device.type != "cpu":
-            raise ValueError(f"the fused toy kernel takes float32 CPU inputs, got {t.dtype} on "
-                             f"{t.device}")
-    arguments = (native.pointer(W), native.pointer(D), native.pointer(b), x_t.data_ptr(), x_stride,
-                 y_t.data_ptr(), y_stride, native.pointer(importance), native.pointer(weight),
+    arguments = (native.pointer(W), native.pointer(D), native.pointer(b),
+                 native.pointer(x_t, contiguous=False), x_stride,
+                 native.pointer(y_t, contiguous=False), y_stride,
+                 native.pointer(importance), native.pointer(weight),
                  loss.data_ptr(), grad_W.data_ptr(), grad_b.data_ptr(), grad_D.data_ptr())
 
     def run(k0: int, k1: int) -> int:
