@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 
 from replication.double_descent import experiments
 from replication.double_descent import model as packed_model
 from replication.double_descent.data import draw_points
+from replication.double_descent.figures import MAX_DRAWN, _segments
 from replication.double_descent.kernel import fused_available
 from replication.double_descent.metrics import (
     held_out_losses,
@@ -228,3 +230,16 @@ def test_sweep_tables_follow_the_issue():
         assert (train.optimizer, train.lr, train.weight_decay) == ("adamw", 1e-3, 1e-2)
         assert config.training.schedule == "warmup_cosine"
     assert experiments.sweep("cpu", 3, weight_decay=1.0).training.weight_decay == 1.0
+
+
+def test_geometry_panels_draw_the_longest_vectors():
+    lengths = torch.linspace(0.01, 1.0, MAX_DRAWN + 500)
+    angles = torch.rand(len(lengths), generator=generator()) * 2 * math.pi
+    vectors = torch.stack([lengths * angles.cos(), lengths * angles.sin()]).numpy()
+    fig, (capped, whole) = plt.subplots(1, 2)
+    assert _segments(capped, vectors, "tab:blue") == 500
+    drawn = capped.collections[0].get_segments()
+    assert len(drawn) == MAX_DRAWN
+    assert min(float(torch.tensor(s[1]).norm()) for s in drawn) >= float(lengths[500]) - 1e-6
+    assert _segments(whole, vectors[:, :MAX_DRAWN], "tab:blue") == 0  # cpu scale: every vector
+    plt.close(fig)

@@ -10,11 +10,19 @@ from matplotlib.figure import Figure
 from replication.double_descent.sweep import TrainedDoubleDescent
 
 COLOURS = ("tab:blue", "tab:orange", "tab:green")  # one per run compared in a loss figure
+# Vectors drawn per geometry panel: the longest ones. Every vector at cpu scale (n = 1000,
+# T <= 3000); at paper scale (n = 10,000, T up to 100,000) the rest sit at the origin, under these,
+# and drawing them took most of a smoke run's figure time.
+MAX_DRAWN = 3000
 
 
-def _segments(ax, vectors: np.ndarray, colour: str) -> None:
-    """Draw 2-D vectors ``(2, items)`` as segments from the origin, on a square symmetric frame."""
+def _segments(ax, vectors: np.ndarray, colour: str) -> int:
+    """Draw 2-D vectors ``(2, items)`` as segments from the origin, on a square symmetric frame:
+    the :data:`MAX_DRAWN` longest. Returns how many were left out."""
     ends = vectors.T
+    left_out = max(0, len(ends) - MAX_DRAWN)
+    if left_out:
+        ends = ends[np.argsort(-np.linalg.norm(ends, axis=1), kind="stable")[:MAX_DRAWN]]
     ax.add_collection(LineCollection([[(0.0, 0.0), tuple(e)] for e in ends], colors=colour,
                                      linewidths=0.8, alpha=0.8))
     ax.scatter(ends[:, 0], ends[:, 1], s=4, color=colour, zorder=3)
@@ -24,6 +32,7 @@ def _segments(ax, vectors: np.ndarray, colour: str) -> None:
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
+    return left_out
 
 
 def geometry(run: TrainedDoubleDescent, dataset: int = 0) -> Figure:
@@ -34,13 +43,15 @@ def geometry(run: TrainedDoubleDescent, dataset: int = 0) -> Figure:
         raise ValueError(f"the geometry figure draws 2-D hidden spaces, got m={run.config.n_hidden}")
     hidden = run.hidden_columns()[:, dataset]
     fig, axes = plt.subplots(2, len(sizes), figsize=(1.25 * len(sizes), 2.9))
+    left_out = 0
     for j, size in enumerate(sizes):
-        _segments(axes[0, j], run.W[j, dataset].numpy(), "tab:blue")
-        _segments(axes[1, j], hidden[j, :, :size].numpy(), "tab:red")
+        left_out += _segments(axes[0, j], run.W[j, dataset].numpy(), "tab:blue")
+        left_out += _segments(axes[1, j], hidden[j, :, :size].numpy(), "tab:red")
         axes[0, j].set_title(f"T={size}", fontsize=8)
     axes[0, 0].set_ylabel("features W", fontsize=8)
     axes[1, 0].set_ylabel("training h", fontsize=8)
-    fig.suptitle(f"Feature directions and training-point hidden vectors per T (training set {dataset})")
+    fig.suptitle("Feature directions and training-point hidden vectors per T (training set "
+                 f"{dataset})" + (f"; the {MAX_DRAWN} longest of a panel drawn" if left_out else ""))
     return fig
 
 
