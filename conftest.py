@@ -14,12 +14,12 @@ pytest_plugins = [
 # The claim files whose fixtures train, in the order the workers should start them. xdist hands
 # a worker its next file when that worker has at most two tests left, so this is a greedy
 # schedule. Cold seconds of each file (its builds and tests), measured with -n 2 on the 2-vCPU
-# box (both workers busy): model sizes 448 (m = 4 and 3; m = 2 comes from the cache), locality
-# 424, toy models 398, weight decay 271 (m = 4 at weight decay 1.0; its m = 4 reference is the
-# model-size sweep's), SAEs 192, the m = 2 sweep 145. With this order one worker runs model
-# sizes, weight decay and SAEs (911 s), the other the m = 2 sweep (first, so that the model-size
-# claim finds it cached), locality and toy models (967 s). Every other file follows, in
-# collection order.
+# box (both workers busy): model sizes 407 (m = 4 and 3; m = 2 comes from the cache), toy models
+# 373, locality 345, weight decay 242 (m = 4 at weight decay 1.0; its m = 4 reference is the
+# model-size sweep's), SAEs 186, the m = 2 sweep 132. With this order one worker runs model
+# sizes, weight decay and SAEs, the other the m = 2 sweep (first, so that the model-size claim
+# finds it cached), locality and toy models: the claims took 860 s for 1685 s of work. Every
+# other file follows, in collection order.
 BUILD_ORDER = (
     "claims/test_double_descent_sizes.py",
     "claims/test_double_descent.py",
