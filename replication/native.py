@@ -32,6 +32,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from replication.settings import cpuinfo
+
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-shared", "-fPIC")
 
 
@@ -39,21 +41,12 @@ def compiler() -> str:
     return os.environ.get("CXX", "c++")
 
 
-def cpu_flags() -> str:
-    """The CPU's feature flags; empty where unknown."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return next((line for line in cpuinfo if line.startswith("flags")), "")
-    except OSError:
-        return ""
-
-
 def library_path(name: str, source: str) -> Path:
     """Where the library ``name`` built from ``source`` on this compiler and CPU lives."""
     version = subprocess.run([compiler(), "--version"], capture_output=True, text=True,
                              check=True).stdout
     key = hashlib.sha256("\n".join(
-        [source, " ".join(FLAGS), version, platform.machine(), cpu_flags()]).encode())
+        [source, " ".join(FLAGS), version, platform.machine(), cpuinfo("flags")]).encode())
     root = Path(os.environ.get("REPLICATION_KERNELS",
                                Path.home() / ".cache" / "replication" / "kernels"))
     return root / f"{name}-{key.hexdigest()[:16]}.so"

@@ -8,6 +8,7 @@ reads it with :func:`for_scale`, so no claim branches on the scale itself.
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,31 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def cpuinfo(field: str) -> str:
+    """The value of ``field`` (e.g. ``"model name"``, ``"flags"``) in /proc/cpuinfo; empty where
+    unknown."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            line = next((line for line in info if line.split(":")[0].strip() == field), "")
+    except OSError:
+        return ""
+    return line.partition(":")[2].strip()
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def machine() -> str:
+    """The CPU model and the usable cores, for the report (e.g. ``"Intel(R) Xeon(R) Processor
+    @ 2.50GHz, 2 cores"``)."""
+    return f"{cpuinfo('model name') or platform.processor() or platform.machine()}, " \
+           f"{usable_cores()} cores"
+
+
 def worker_threads(workers: int, cores: int | None = None) -> int:
     """Torch threads for each of ``workers`` processes sharing ``cores`` CPU cores (default: the
     cores this process may run on): an even share, at least 1.
@@ -62,9 +88,7 @@ def worker_threads(workers: int, cores: int | None = None) -> int:
     """
     if workers < 1:
         raise ValueError(f"bad worker count {workers}; accepted: an integer >= 1")
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // workers)
+    return max(1, (cores or usable_cores()) // workers)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from replication.report.records import to_jsonable
+from replication.settings import machine
 
 FAKE_CLAIMS = """
 import pytest, matplotlib.pyplot as plt
@@ -136,6 +137,8 @@ def test_report_serial_and_xdist_agree(pytester: pytest.Pytester):
     assert "known divergence" in html and figure in html and "http" not in html
     assert '<a href="pages/cards.html">the cards page</a>' in html
     assert "smoke run" not in html  # its column only in a smoke run
+    assert serial["environment"]["machine"] == machine()  # runtimes come with their machine
+    assert machine() in html and machine() in (pytester.path / "out" / "claims.md").read_text()
     parallel = run_fake_session(pytester, "-n", "2")
     assert comparable(parallel) == comparable(serial)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from replication.report.records import VERDICTS
-from replication.settings import RunSettings
+from replication.settings import RunSettings, machine
 
 FORMAT = 2  # bump when the layout of claims.json changes: older reports are not merged
 FAMILY_ORDER = ("tms", "dd", "sae", "locality")
@@ -166,7 +166,8 @@ def write_report(entries: list[dict], settings: RunSettings, rootdir: Path = Pat
         "scale": settings.scale,
         "device": str(settings.device),
         "seeds": list(settings.seeds or (settings.seed,)),
-        "environment": {"python": platform.python_version(), "torch": torch.__version__},
+        "environment": {"python": platform.python_version(), "torch": torch.__version__,
+                        "machine": machine()},
         "summary": {v: summary[v] for v in VERDICTS if summary[v]},
         "smoke": settings.smoke,
         "costs": smoke_costs(claims) if settings.smoke else [],
@@ -284,7 +285,8 @@ def render_markdown(doc: dict) -> str:
     lines = [
         "# Superposition replication report", "",
         f"Scale `{doc['scale']}`, device `{doc['device']}`, seeds {doc['seeds']}, "
-        f"generated {doc['generated']}.", "",
+        f"generated {doc['generated']} (torch {doc['environment']['torch']}, "
+        f"{doc['environment'].get('machine', 'machine not recorded')}).", "",
         "Summary: " + ", ".join(f"{n} {v}" for v, n in doc["summary"].items()), "",
         "| paper | " + " | ".join(columns(doc)) + " |", "|---" * (len(columns(doc)) + 1) + "|",
     ]
@@ -432,7 +434,8 @@ def render_html(doc: dict) -> str:
         f'<!doctype html><html><head><meta charset="utf-8"><title>Superposition replication report'
         f"</title><style>{CSS}</style></head><body><h1>Superposition replication report</h1>"
         f'<p class="meta">scale {e(doc["scale"])} · device {e(doc["device"])} · seeds {doc["seeds"]}'
-        f" · generated {e(doc['generated'])} · torch {e(doc['environment']['torch'])}</p>"
+        f" · generated {e(doc['generated'])} · torch {e(doc['environment']['torch'])}"
+        f" · {e(doc['environment'].get('machine', ''))}</p>"
         f"<p>{summary}</p><table><tr><th>paper</th>"
         + "".join(f"<th>{badge(v)}</th>" for v in columns(doc))
         + f"</tr>{overview}</table>{costs}{''.join(body)}</body></html>\n"
