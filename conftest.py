@@ -1,14 +1,9 @@
-"""Root conftest: loads the claim plugin and every fixture module in ``fixtures/``, orders
-the files for ``pytest -n 2 --dist loadfile`` and gives each xdist worker its share of the
-cores (:func:`replication.settings.worker_threads`)."""
+"""Root conftest: loads the claim plugin and every fixture module in ``fixtures/``, and orders
+the files for ``pytest -n 2 --dist loadfile``."""
 
-import os
 from pathlib import Path
 
 import pytest
-import torch
-
-from replication.settings import worker_threads
 
 pytest_plugins = [
     "replication.report.plugin",
@@ -40,10 +35,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # they cost (the 67 cheap kernel cases before a 7-minute sweep)
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
-    # an xdist worker takes its share of the cores, unless the user chose a thread count
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(worker_threads(int(workers)))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

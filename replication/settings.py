@@ -77,20 +77,6 @@ def machine() -> str:
            f"{usable_cores()} cores"
 
 
-def worker_threads(workers: int, cores: int | None = None) -> int:
-    """Torch threads for each of ``workers`` processes sharing ``cores`` CPU cores (default: the
-    cores this process may run on): an even share, at least 1.
-
-    Each torch process otherwise starts one OpenMP thread per core, and OpenMP threads spin while
-    they wait for each other: two pytest-xdist workers with 2 threads each on 2 vCPUs trained the
-    basic toy sweep 12 times slower than one such worker alone (669 s against 57 s), where two
-    workers of 1 thread each share the cores evenly.
-    """
-    if workers < 1:
-        raise ValueError(f"bad worker count {workers}; accepted: an integer >= 1")
-    return max(1, (cores or usable_cores()) // workers)
-
-
 def resolve_device(device: str) -> torch.device:
     """Map ``auto``/``cpu``/``cuda`` to a torch device; ``cuda`` without a GPU is an error."""
     check_choice("device", device, DEVICES)

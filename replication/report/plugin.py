@@ -16,7 +16,6 @@ Only the controller (or a serial run) writes the report, at the end of the sessi
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
@@ -43,6 +42,7 @@ from replication.settings import (  # noqa: E402
     RunSettings,
     parse_seeds,
     resolve_device,
+    usable_cores,
 )
 
 CLAIM_KEY = "replication.claim"
@@ -122,7 +122,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[register_key] = DivergenceRegister.load(root / config.getini("claim_divergences"))
     if hasattr(config, "workerinput"):  # an xdist worker: share the cores, don't oversubscribe
         workers = int(config.workerinput["workercount"])
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        torch.set_num_threads(max(1, usable_cores() // workers))
     else:  # serial run or xdist controller
         config.pluginmanager.register(ReportCollector(settings, config.stash[register_key]),
                                       "replication-report")
