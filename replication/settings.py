@@ -70,6 +70,12 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def worker_threads(workers: int) -> int:
+    """Torch threads for each of ``workers`` processes sharing the usable cores: an even share,
+    at least 1 (OpenMP threads of processes sharing a core spin against each other)."""
+    return max(1, usable_cores() // workers)
+
+
 def machine() -> str:
     """The CPU model and the usable cores, for the report (e.g. ``"Intel(R) Xeon(R) Processor
     @ 2.50GHz, 2 cores"``)."""

@@ -42,7 +42,7 @@ from replication.settings import (  # noqa: E402
     RunSettings,
     parse_seeds,
     resolve_device,
-    usable_cores,
+    worker_threads,
 )
 
 CLAIM_KEY = "replication.claim"
@@ -122,7 +122,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[register_key] = DivergenceRegister.load(root / config.getini("claim_divergences"))
     if hasattr(config, "workerinput"):  # an xdist worker: share the cores, don't oversubscribe
         workers = int(config.workerinput["workercount"])
-        torch.set_num_threads(max(1, usable_cores() // workers))
+        torch.set_num_threads(worker_threads(workers))
     else:  # serial run or xdist controller
         config.pluginmanager.register(ReportCollector(settings, config.stash[register_key]),
                                       "replication-report")

@@ -286,7 +286,7 @@ def render_markdown(doc: dict) -> str:
         "# Superposition replication report", "",
         f"Scale `{doc['scale']}`, device `{doc['device']}`, seeds {doc['seeds']}, "
         f"generated {doc['generated']} (torch {doc['environment']['torch']}, "
-        f"{doc['environment'].get('machine', 'machine not recorded')}).", "",
+        f"{doc['environment']['machine']}).", "",
         "Summary: " + ", ".join(f"{n} {v}" for v, n in doc["summary"].items()), "",
         "| paper | " + " | ".join(columns(doc)) + " |", "|---" * (len(columns(doc)) + 1) + "|",
     ]
@@ -435,7 +435,7 @@ def render_html(doc: dict) -> str:
         f"</title><style>{CSS}</style></head><body><h1>Superposition replication report</h1>"
         f'<p class="meta">scale {e(doc["scale"])} · device {e(doc["device"])} · seeds {doc["seeds"]}'
         f" · generated {e(doc['generated'])} · torch {e(doc['environment']['torch'])}"
-        f" · {e(doc['environment'].get('machine', ''))}</p>"
+        f" · {e(doc['environment']['machine'])}</p>"
         f"<p>{summary}</p><table><tr><th>paper</th>"
         + "".join(f"<th>{badge(v)}</th>" for v in columns(doc))
         + f"</tr>{overview}</table>{costs}{''.join(body)}</body></html>\n"
