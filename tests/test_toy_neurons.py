@@ -5,6 +5,7 @@ per-feature density), bundles of sweeps, and the neuron and set metrics."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -16,7 +17,7 @@ from replication.toy import experiments, metrics
 from replication.toy.bundle import ToyBundle
 from replication.toy.data import FeatureSetSampler, SparseFeatureSampler, signed
 from replication.toy.model import ToyModel
-from replication.toy.sweep import FeatureSets, ToySweep, geometric_importance
+from replication.toy.sweep import FeatureSets, ToySweep, fit, geometric_importance
 from replication.toy.train import TrainConfig, train
 
 
@@ -144,14 +145,19 @@ def test_fit_matches_train_number_for_number_on_a_tied_model():
     """The sweep's model-agnostic loop gives replication.toy.train.train's numbers exactly."""
     sweep = ToySweep(6, 2, (1.0, 0.1), (geometric_importance(6, 0.9),), replicates=2,
                      training=TrainConfig(steps=300, batch_size=32), seed=7)
-    trained = sweep.train()
-    generator = torch.Generator().manual_seed(7)
     p, importance = sweep.instance_tensors("cpu")
-    model = ToyModel(sweep.n_instances, 6, 2, "relu", generator=generator)
-    sampler = SparseFeatureSampler(p, 6, 32, generator)
-    history = train(model, lambda: (sampler(), None), importance, sweep.training)
-    assert torch.equal(model.W.detach().view(trained.replicate_W.shape), trained.replicate_W)
-    assert torch.equal(history.view(trained.loss_history.shape), trained.loss_history)
+
+    def model_and_batches() -> tuple[ToyModel, Callable]:
+        generator = torch.Generator().manual_seed(7)
+        model = ToyModel(sweep.n_instances, 6, 2, "relu", generator=generator)
+        sampler = SparseFeatureSampler(p, 6, 32, generator)
+        return model, lambda: (sampler(), None)
+
+    fitted, batches = model_and_batches()
+    fit_history = fit(fitted, batches, importance, sweep.training)
+    trained, batches = model_and_batches()
+    train_history = train(trained, batches, importance, sweep.training)
+    assert torch.equal(fitted.W, trained.W) and torch.equal(fit_history, train_history)
 
 
 def test_untied_absolute_value_sweep_learns_and_round_trips(tmp_path):

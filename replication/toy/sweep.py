@@ -20,8 +20,15 @@ from torch import Tensor
 
 from replication.settings import check_choice
 from replication.toy.data import SET_KINDS, FeatureSetSampler, SparseFeatureSampler, signed
+from replication.toy.kernel import fused_available
 from replication.toy.model import ACTIVATIONS, ToyModel
-from replication.toy.train import TrainConfig, logged_loop, lr_factor, make_optimizer
+from replication.toy.train import (
+    TrainConfig,
+    logged_loop,
+    lr_factor,
+    make_optimizer,
+    train_drawn_in_kernel,
+)
 
 EVAL_BATCH = 16_384
 # reconstruct: x ≥ 0, target x (the paper's autoencoding toy model); absolute-value: x ∈ [−1, 1],
@@ -143,6 +150,14 @@ class ToySweep:
         return all(sets.kind == "independent" for sets in self.feature_sets) and \
             not any(isinstance(p, tuple) for p in self.feature_probability)
 
+    def drawn_in_kernel(self, device: torch.device) -> bool:
+        """Whether training draws its data in the fused CPU kernel
+        (:func:`~replication.toy.train.train_drawn_in_kernel`): independent features (one
+        density per configuration or per feature) to reconstruct, on a model it serves. Its
+        numbers then come from the kernel's generator, not from ``batches``."""
+        return (self.task == "reconstruct" and fused_available(device, self.n_hidden)
+                and all(sets.kind == "independent" for sets in self.feature_sets))
+
     def per_config(self, rows: tuple) -> tuple:
         """``rows`` (one, or one per configuration) as one per configuration."""
         return rows * self.n_configs if len(rows) == 1 else rows
@@ -191,8 +206,13 @@ class ToySweep:
                          generator=generator, device=device,
                          hidden_activation=self.hidden_activation, tied=self.tied)
         description = f"toy n={self.n_features} m={self.n_hidden} ×{self.n_instances}"
-        history = fit(model, self.batches(self.training.batch_size, generator, device), importance,
-                      self.training, description)
+        if self.drawn_in_kernel(torch.device(device)):
+            p, _ = self.instance_tensors(device)
+            history = train_drawn_in_kernel(model, p.reshape(len(p), -1).expand(-1, self.n_features),
+                                            importance, self.training, generator, description)
+        else:
+            history = fit(model, self.batches(self.training.batch_size, generator, device),
+                          importance, self.training, description)
         evaluation, target = self.evaluation_batch(generator, device)
         with torch.no_grad():
             final = model.loss(evaluation, importance, target=target).view(self.n_configs,
