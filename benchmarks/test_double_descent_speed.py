@@ -154,12 +154,11 @@ def test_reference_configuration_against_the_course_loop(benchmark, speed, threa
                                          warmup=lambda: batched_sweep(config, points, packed))
             per_t = {t: speed.best_seconds(lambda t=t: per_t_loop(config, points, {t}), rounds=1)
                      for t in config.train_sizes}
-        scale = REFERENCE_STEPS / TIMED_STEPS
-        speed.ratio(f"reference run, {thread_count} thread(s): course loop over every T vs "
-                    "batched, projected to 15,000 steps", sum(per_t.values()) * scale,
-                    batched * scale)
-        speed.ratio(f"reference run, {thread_count} thread(s): course loop at T={largest} alone "
-                    "vs batched over every T", per_t[largest] * scale, batched * scale)
+            scale = REFERENCE_STEPS / TIMED_STEPS  # (ratio() prints the thread count in force)
+            speed.ratio("reference run: course loop over every T vs batched, projected to 15,000 "
+                        "steps", sum(per_t.values()) * scale, batched * scale)
+            speed.ratio(f"reference run: course loop at T={largest} alone vs batched over every T",
+                        per_t[largest] * scale, batched * scale)
         print(f"projected: batched {batched * scale / 60:.1f} min, course loop "
               f"{sum(per_t.values()) * scale / 3600:.1f} h")
 
