@@ -1,7 +1,7 @@
 """Smoke mode: every configuration end to end for a few optimizer steps, measured.
 
 ``pytest --smoke`` runs the claims at the paper's scale, but every training loop stops after
-:data:`DEFAULT_STEPS` steps: those driven by :func:`replication.toy.train.logged_loop` (toy
+:data:`DEFAULT_STEPS` steps: those driven by :func:`replication.toy.train.chunked_loop` (toy
 models, double descent, toy SAEs, the locality SAEs), the local LM's
 (:func:`replication.locality.tiny_lm.train_lm`) and, through :func:`timed_loop`, the H_pos
 sweeps' loops over batches of windows. Fixtures, metrics and figures run as usual;
