@@ -13,8 +13,8 @@ import torch
 
 from replication.toy import experiments, kernel
 from replication.toy.model import ToyModel
-from replication.toy.sweep import FeatureSets
-from replication.toy.train import BETAS, EPS
+from replication.toy.sweep import FeatureSets, ToySweep, geometric_importance
+from replication.toy.train import BETAS, EPS, TrainConfig, train_drawn_in_kernel
 
 pytestmark = pytest.mark.skipif(kernel.library() is None, reason="no C++ compiler here")
 
@@ -187,3 +187,18 @@ def test_sweeps_of_independent_features_to_reconstruct_draw_in_the_kernel():
     assert not replace(basic, n_hidden=kernel.MAX_HIDDEN + 1).drawn_in_kernel(cpu)
     assert not replace(basic, task="absolute-value").drawn_in_kernel(cpu)
     assert not replace(basic, feature_sets=(FeatureSets("correlated", 4),)).drawn_in_kernel(cpu)
+
+
+def test_sweep_train_is_train_drawn_in_kernel_number_for_number():
+    """ToySweep.train's glue (initialisation, keys from the same generator, the replicate layout
+    of the history and weights) around train_drawn_in_kernel, bit for bit."""
+    sweep = ToySweep(6, 2, (1.0, 0.1), (geometric_importance(6, 0.9),), replicates=2,
+                     training=TrainConfig(steps=300, batch_size=32), seed=7)
+    trained = sweep.train()
+    generator = torch.Generator().manual_seed(7)
+    p, importance = sweep.instance_tensors("cpu")
+    model = ToyModel(sweep.n_instances, 6, 2, "relu", generator=generator)
+    history = train_drawn_in_kernel(model, p[:, None].expand(-1, 6), importance, sweep.training,
+                                    generator)
+    assert torch.equal(model.W.detach().view(trained.replicate_W.shape), trained.replicate_W)
+    assert torch.equal(history.view(trained.loss_history.shape), trained.loss_history)
